@@ -1,0 +1,3 @@
+from boot2ipxe.cli import main
+
+raise SystemExit(main())

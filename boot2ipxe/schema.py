@@ -1,0 +1,109 @@
+"""JSON Schema validation of raw spec data, with errors rewritten as one-line, key-path problems."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError
+
+
+@cache
+def platform_schema() -> dict[str, Any]:
+    text = resources.files("boot2ipxe").joinpath("data/platform.schema.json").read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def key_path(parts: Sequence[str | int]) -> str:
+    """['partitions', 1, 'size'] -> 'partitions[1].size'; keys with dots are bracketed."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.replace("-", "").replace("_", "").isalnum():
+            out += f".{part}" if out else part
+        else:
+            out += f'["{part}"]'
+    return out
+
+
+def schema_problems(data: Any) -> Iterator[tuple[str, str]]:
+    """(key path, message) for every schema violation, deepest and most specific first."""
+    validator = jsonschema.Draft202012Validator(platform_schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
+    for error in errors:
+        yield from _explain(error)
+
+
+def _explain(error: ValidationError) -> Iterator[tuple[str, str]]:
+    path = list(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    kind = error.validator
+    if kind == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(schema.get("properties", {}))
+        for key in sorted(set(error.instance) - set(allowed), key=str):
+            yield key_path([*path, str(key)]), f"unknown key '{key}'; allowed here: {', '.join(allowed)}"
+        return
+    if kind == "required":
+        missing = str(error.message).split("'")[1] if "'" in error.message else error.message
+        yield key_path(path), f"missing required key '{missing}'"
+        return
+    if kind == "oneOf":
+        alternatives = schema.get("oneOf", [])
+        exclusive = [alt["required"][0] for alt in alternatives if set(alt) == {"required"}]
+        if exclusive:
+            present = [k for k in exclusive if isinstance(error.instance, dict) and k in error.instance]
+            has = f" (has {', '.join(present)})" if present else ""
+            yield key_path(path), f"needs exactly one of {', '.join(exclusive)}{has}"
+            return
+        yield key_path(path), f"{_show(error.instance)} is not valid here: {schema.get('description', 'see docs/spec.md')}"
+        return
+    if kind == "enum":
+        yield key_path(path), f"{_show(error.instance)} is not one of {', '.join(map(str, schema['enum']))}"
+        return
+    if kind == "const":
+        yield key_path(path), f"must be {schema['const']}, not {_show(error.instance)}"
+        return
+    if kind == "type":
+        yield key_path(path), f"expected {_type_words(schema.get('type'))}, got {_type_name(error.instance)}"
+        return
+    if kind == "pattern":
+        hint = schema.get("description", f"must match {schema['pattern']}")
+        yield key_path(path), f"{_show(error.instance)} is not valid: {hint}"
+        return
+    if kind == "propertyNames":
+        yield key_path(path), f"invalid key {_show(error.instance)}: {error.message}"
+        return
+    yield key_path(path), error.message
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _type_words(types: Any) -> str:
+    names = {
+        "object": "a mapping",
+        "array": "a list",
+        "string": "a string",
+        "integer": "an integer",
+        "boolean": "true or false",
+        "number": "a number",
+    }
+    if isinstance(types, list):
+        return " or ".join(names.get(str(t), str(t)) for t in types)
+    return names.get(str(types), str(types))
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer", float: "a number"}.get(
+        type(value), type(value).__name__
+    )

@@ -1,0 +1,64 @@
+"""Validation: the spec stage and the plan stage together, reporting every problem found."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from boot2ipxe.errors import Problem, SpecInvalid
+from boot2ipxe.mirrors import Mirrors
+from boot2ipxe.model import Spec
+from boot2ipxe.plan import Plan, make_plan
+from boot2ipxe.scripts import lint_script
+from boot2ipxe.spec import load_spec
+
+
+@dataclass(frozen=True)
+class Validated:
+    spec: Spec | None
+    plan: Plan | None
+    problems: tuple[Problem, ...]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+
+def validate(
+    path: Path, mirrors: Mirrors | None = None, sizes: Mapping[str, int] | None = None, display: str | None = None
+) -> Validated:
+    spec, problems = load_spec(path, mirrors, display)
+    plan = None
+    if spec is not None:
+        plan, plan_problems = make_plan(spec, sizes)
+        problems += plan_problems
+        if plan is not None:
+            problems += _lint_default_script(spec, plan)
+    return Validated(spec, plan if not any(p.severity == "error" for p in problems) else None, tuple(problems))
+
+
+def require_valid(
+    path: Path, mirrors: Mirrors | None = None, sizes: Mapping[str, int] | None = None, display: str | None = None
+) -> Validated:
+    result = validate(path, mirrors, sizes, display)
+    if result.errors or result.plan is None:
+        raise SpecInvalid(result.errors)
+    return result
+
+
+def _lint_default_script(spec: Spec, plan: Plan) -> list[Problem]:
+    if spec.ipxe is None or spec.ipxe.script is None:
+        return []
+    part = plan.partition(spec.ipxe.partition)
+    problems = []
+    for j, f in enumerate(part.files):
+        if f.dest.casefold() == spec.ipxe.script.casefold() and f.data is not None:
+            where = f"partitions[{part.index - 1}].files[{j}]"
+            for line, message in lint_script(f.data.decode("utf-8", "replace"), spec.ipxe.firmware):
+                problems.append(Problem(spec.display_path, where, f"{f.dest} line {line}: {message}"))
+    return problems

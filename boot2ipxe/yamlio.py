@@ -1,0 +1,97 @@
+"""Reading YAML defensively: size limit, duplicate keys, alias bombs, positions in errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MAX_SPEC_BYTES = 1024 * 1024
+MAX_EXPANDED_NODES = 100_000
+
+
+class YamlProblem(Exception):
+    """Carries a location ('3:5' or a key path) and a message."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(message)
+        self.where = where
+        self.message = message
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys instead of keeping the last one."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            duplicate = key in seen
+        except TypeError:
+            raise YamlProblem(_mark(key_node), "a mapping key must be a plain value") from None
+        if duplicate:
+            raise YamlProblem(_mark(key_node), f"duplicate key '{key}' (first at line {seen[key].start_mark.line + 1})")
+        seen[key] = key_node
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _mark(node: yaml.Node) -> str:
+    return f"{node.start_mark.line + 1}:{node.start_mark.column + 1}"
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], depth: int = 0) -> int:
+    """Node count with aliases expanded, memoised so a bomb is measured without being built."""
+    if id(node) in memo:
+        return memo[id(node)]
+    if depth > 200:
+        raise YamlProblem(_mark(node), "YAML nested more than 200 levels deep")
+    memo[id(node)] = 1  # guards recursive aliases
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_size(child, memo, depth + 1) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total += sum(_expanded_size(k, memo, depth + 1) + _expanded_size(v, memo, depth + 1) for k, v in node.value)
+    memo[id(node)] = total
+    if total > MAX_EXPANDED_NODES:
+        raise YamlProblem(
+            _mark(node), f"YAML expands to more than {MAX_EXPANDED_NODES} nodes (an alias bomb?); simplify the file"
+        )
+    return total
+
+
+def load_yaml(path: Path) -> Any:
+    """Parse one YAML document. Raises YamlProblem for anything wrong, OSError for unreadable files."""
+    with path.open("rb") as stream:
+        data = stream.read(MAX_SPEC_BYTES + 1)
+    if len(data) > MAX_SPEC_BYTES:
+        raise YamlProblem("", f"file is larger than {MAX_SPEC_BYTES // 1024} KiB; a spec is a small text file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise YamlProblem("", f"not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
+    try:
+        loader = _StrictLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                raise YamlProblem("", "the file is empty; a spec starts with 'spec: 1'")
+            _expanded_size(node, {})
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{mark.line + 1}:{mark.column + 1}" if mark else ""
+        what = exc.problem or exc.context or "invalid YAML"
+        raise YamlProblem(where, f"YAML syntax error: {what}") from None
+    except yaml.YAMLError as exc:
+        raise YamlProblem("", f"YAML error: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise YamlProblem("", "YAML nested too deeply") from None

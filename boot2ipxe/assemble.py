@@ -20,8 +20,8 @@ from typing import Any
 
 from boot2ipxe import __version__
 from boot2ipxe.errors import BuildError, InputError
-from boot2ipxe.fat import FatGeometry, read_boot_sector
-from boot2ipxe.plan import SECTOR, Plan, PlannedFile, PlannedPartition
+from boot2ipxe.fat import SECTOR, FatGeometry, read_boot_sector
+from boot2ipxe.plan import Plan, PlannedFile, PlannedPartition
 from boot2ipxe.tools import run
 
 FAT_EPOCH = 315532800  # FAT cannot store times before 1980-01-01

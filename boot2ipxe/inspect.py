@@ -196,9 +196,8 @@ def _recognise_pi(
     if boards:
         chain.append(f"Raspberry Pi firmware for {', '.join(boards)} on {where}")
     elif "start.elf" in entries or "start4.elf" in entries:
-        findings.append(
-            f"{where}: Raspberry Pi firmware incomplete (needs {' + '.join(PI_FIRMWARE['pi0-3'])} or {' + '.join(PI_FIRMWARE['pi4'])})"
-        )
+        needs = " or ".join(" + ".join(names) for names in PI_FIRMWARE.values())
+        findings.append(f"{where}: Raspberry Pi firmware incomplete (needs {needs})")
     if part.index != 1:
         findings.append(f"{where}: the Raspberry Pi boot ROM only reads the first partition")
     if table.kind == "mbr" and int(part.type, 16) not in RPI_BOOT_MBR_TYPES:

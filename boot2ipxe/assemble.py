@@ -1,7 +1,7 @@
 """Assemble stage: write the planned image, rootless (sfdisk, mtools, mke2fs on a plain file).
 
 Everything is written to a temporary file beside the target, checked against the plan, and only
-then renamed into place, with ``IMAGE.sha256`` and ``IMAGE.manifest.json`` beside it. The same
+then renamed into place, with ``IMAGE.sha256``, ``IMAGE.manifest.json`` and ``IMAGE.bmap`` beside it. The same
 plan, blobs and SOURCE_DATE_EPOCH give the same bytes on any machine, in any time zone.
 """
 
@@ -22,10 +22,10 @@ from boot2ipxe import __version__
 from boot2ipxe.errors import BuildError, InputError
 from boot2ipxe.fat import SECTOR, FatGeometry, read_boot_sector
 from boot2ipxe.plan import Plan, PlannedFile, PlannedPartition
+from boot2ipxe.sparse import hash_image
 from boot2ipxe.tools import run
 
 FAT_EPOCH = 315532800  # FAT cannot store times before 1980-01-01
-HASH_CHUNK = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -211,14 +211,6 @@ class Assembler:
         }
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @contextlib.contextmanager
 def pending_file(target: Path, suffix: str = "") -> Iterator[Path]:
     """A temporary file beside ``target``; removed unless the caller renamed it into place."""
@@ -243,15 +235,20 @@ def build_image(plan: Plan, blobs: Mapping[str, Blob], output: Path, epoch: int)
     if output.exists() and output.is_dir():
         raise InputError(f"{output}: is a directory; give an image file name with -o")
     assembler = Assembler(plan, blobs, epoch)
-    sidecars = [output.with_name(output.name + ".sha256"), output.with_name(output.name + ".manifest.json")]
-    with pending_file(output) as tmp, tempfile.TemporaryDirectory(prefix="boot2ipxe-stage-") as staging:
+    sha_file, manifest_file, bmap_file = (output.with_name(output.name + ext) for ext in (".sha256", ".manifest.json", ".bmap"))
+    with (
+        pending_file(output) as tmp,
+        pending_file(bmap_file) as tmp_bmap,
+        tempfile.TemporaryDirectory(prefix="boot2ipxe-stage-") as staging,
+    ):
         assembler.write(tmp, Path(staging))
         assembler.verify(tmp)
-        digest = sha256_file(tmp)
+        digest = hash_image(tmp, bmap=tmp_bmap)
         manifest = assembler.manifest(digest)
-        for sidecar in sidecars:
+        for sidecar in (sha_file, manifest_file, bmap_file):
             sidecar.unlink(missing_ok=True)
         tmp.replace(output)
-    write_text_atomic(sidecars[0], f"{digest}  {output.name}\n")
-    write_text_atomic(sidecars[1], json.dumps(manifest, indent=2) + "\n")
+        tmp_bmap.replace(bmap_file)
+    write_text_atomic(sha_file, f"{digest}  {output.name}\n")
+    write_text_atomic(manifest_file, json.dumps(manifest, indent=2) + "\n")
     return BuildResult(output, digest, manifest)

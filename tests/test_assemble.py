@@ -254,3 +254,19 @@ def test_failing_tool_names_the_command_and_leaves_no_output(tmp_path: Path, mon
     finally:
         tools.find.cache_clear()
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_bmap_flashes_an_identical_copy_with_bmaptool(built: tuple[Plan, Path, str], tmp_path: Path) -> None:
+    _, image, _ = built
+    bmap = image.with_name(image.name + ".bmap")
+    assert "<MappedBlocksCount>" in bmap.read_text()
+    target = tmp_path / "flashed.img"
+    subprocess.run(["bmaptool", "copy", "--bmap", str(bmap), str(image), str(target)], check=True, capture_output=True)
+    assert target.read_bytes() == image.read_bytes()
+    # bmaptool refuses a bmap whose checksum does not match (it verifies ours, so it is not ignored).
+    tampered = tmp_path / "tampered.bmap"
+    tampered.write_text(bmap.read_text().replace("<BlockSize> 4096", "<BlockSize>  4096"))
+    refused = subprocess.run(
+        ["bmaptool", "copy", "--bmap", str(tampered), str(image), str(tmp_path / "x.img")], capture_output=True
+    )
+    assert refused.returncode != 0

@@ -39,8 +39,9 @@ def register(sub: Any) -> None:
 
 
 def source_date_epoch(args: argparse.Namespace, spec_default: int) -> int:
+    value: int
     if args.source_date_epoch is not None:
-        value = args.source_date_epoch
+        value = int(args.source_date_epoch)
     elif os.environ.get("SOURCE_DATE_EPOCH"):
         try:
             value = int(os.environ["SOURCE_DATE_EPOCH"])

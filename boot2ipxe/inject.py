@@ -1,0 +1,129 @@
+"""Inject stage: per-machine images from a base image (ours or a vendor's).
+
+The base is copied sparsely (reflink where the filesystem allows), only the FAT files that change
+are written (mtools), and the result is read back and compared before it is renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from boot2ipxe.assemble import FAT_EPOCH, pending_file, tool_env
+from boot2ipxe.errors import BuildError, InputError, ToolError
+from boot2ipxe.fat import SECTOR
+from boot2ipxe.fatfs import FatReader
+from boot2ipxe.inspect import ImageReport, inspect_image
+from boot2ipxe.model import Spec
+from boot2ipxe.tools import run
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where iPXE lives in a base image."""
+
+    partition: int
+    offset: int
+    binary: str
+    script: str
+    firmware: str  # "uefi" | "u-boot"
+    arch: str
+
+
+def locate(base: Path, spec: Spec | None = None, report: ImageReport | None = None) -> Target:
+    """Find the FAT partition holding an EFI iPXE: from the spec when given, else by looking."""
+    report = report or inspect_image(base)
+    if spec is not None:
+        if spec.ipxe is None:
+            raise InputError(f"{spec.display_path}: has no ipxe section; cannot tell where iPXE lives")
+        wanted = spec.partition(spec.ipxe.partition)
+        assert wanted is not None
+        part = report.partitions[wanted.index - 1] if wanted.index <= len(report.partitions) else None
+        if part is None or part.filesystem != "vfat":
+            raise InputError(f"{base}: partition {wanted.index} is not the vfat partition {spec.display_path} describes")
+        if not any(f["path"].casefold() == spec.ipxe.binary.casefold() for f in part.files):
+            raise InputError(f"{base}: no {spec.ipxe.binary} on partition {wanted.index}; is this a {spec.name} image?")
+        script = spec.ipxe.script or "autoexec.ipxe"
+        return Target(wanted.index, part.start * SECTOR, spec.ipxe.binary, _script_path(part.files, spec.ipxe.binary, script),
+                      spec.ipxe.firmware, spec.arch)
+    if not report.ipxe:
+        raise InputError(f"{base}: no EFI iPXE found (looked for EFI/BOOT/BOOT*.EFI on FAT partitions); pass --platform SPEC")
+    if len(report.ipxe) > 1:
+        where = ", ".join(f"partition {i['partition']}: {i['binary']}" for i in report.ipxe)
+        raise InputError(f"{base}: several iPXE binaries ({where}); pass --platform SPEC to choose")
+    found = report.ipxe[0]
+    part = report.partitions[found["partition"] - 1]
+    u_boot = any("U-Boot" in step for step in report.chain)
+    return Target(part.index, part.start * SECTOR, found["binary"], _script_path(part.files, found["binary"], "autoexec.ipxe"),
+                  "u-boot" if u_boot else "uefi", found["arch"])
+
+
+def _script_path(files: list[dict[str, object]], binary: str, default: str) -> str:
+    """iPXE runs autoexec.ipxe from its own directory first, then the root: replace the one that wins."""
+    directory = str(PurePosixPath(binary).parent)
+    beside = f"{directory}/autoexec.ipxe".casefold()
+    for f in files:
+        if str(f["path"]).casefold() == beside:
+            return str(f["path"])
+    return default
+
+
+def copy_sparse(source: Path, target: Path) -> None:
+    run(["cp", "--reflink=auto", "--sparse=always", str(source), str(target)])
+
+
+def write_files(image: Path, offset: int, files: Mapping[str, bytes], epoch: int, staging: Path) -> None:
+    """Replace or add files in the FAT at ``offset``, then read them back."""
+    env = tool_env(max(epoch, FAT_EPOCH))
+    target = f"{image}@@{offset}"
+    with image.open("rb") as f:
+        reader = FatReader(f, offset)
+        existing = {e.path.casefold() for e in reader.entries() if e.is_dir}
+        free = (reader.geometry.clusters - _used_clusters(reader)) * reader.geometry.cluster_bytes
+    needed = sum(len(data) for data in files.values())
+    if needed > free + sum(_current_size(image, offset, dest) for dest in files):
+        raise InputError(f"{image}: the FAT partition has {free} bytes free, the injected files need {needed}: use a larger base")
+    directories = sorted({str(d) for dest in files for d in PurePosixPath(dest).parents if str(d) != "."}, key=len)
+    missing = [d for d in directories if d.casefold() not in existing]
+    if missing:
+        run(["mmd", "-i", target, *(f"::/{d}" for d in missing)], env=env)
+    for number, (dest, data) in enumerate(sorted(files.items())):
+        staged = staging / f"{number}-{PurePosixPath(dest).name}"
+        staged.write_bytes(data)
+        try:
+            run(["mcopy", "-o", "-Q", "-i", target, str(staged), f"::/{dest}"], env=env)
+        except ToolError as exc:
+            if "full" in exc.stderr.lower():
+                raise InputError(f"{image}: no room for {dest} on the FAT partition: use a base with a larger one") from None
+            raise
+    with image.open("rb") as f:
+        reader = FatReader(f, offset)
+        for dest, data in files.items():
+            if reader.read(dest) != data:
+                raise BuildError(f"{image}: {dest} reads back different from what was written")
+
+
+def _used_clusters(reader: FatReader) -> int:
+    cluster = reader.geometry.cluster_bytes
+    return sum(-(-e.size // cluster) if not e.is_dir else 1 for e in reader.entries()) + 1
+
+
+def _current_size(image: Path, offset: int, dest: str) -> int:
+    with image.open("rb") as f:
+        entry = FatReader(f, offset).find(dest)
+        return entry.size if entry is not None else 0
+
+
+def inject_image(base: Path, output: Path, target: Target, files: Mapping[str, bytes], epoch: int) -> None:
+    """Write ``output``: a copy of ``base`` with ``files`` placed on iPXE's partition (mode 0600: it may hold a key)."""
+    if output.resolve() == base.resolve():
+        raise InputError(f"{output}: is the base image; choose another output path")
+    with pending_file(output) as tmp, tempfile.TemporaryDirectory(prefix="boot2ipxe-inject-") as staging:
+        os.chmod(tmp, 0o600)
+        copy_sparse(base, tmp)
+        os.chmod(tmp, 0o600)
+        write_files(tmp, target.offset, files, epoch, Path(staging))
+        tmp.replace(output)

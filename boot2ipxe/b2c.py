@@ -8,7 +8,8 @@ Layout, under the server's data root::
 
 The server renders both as Python ``string.Template``: ``${secrets_url}``, ``${s3_endpoint}`` ... are its
 variables and ``$$`` is a dollar sign. Values given here for boot.ipxe are literal (their ``$`` are escaped);
-secrets arguments are templates, so they can use the server's S3 variables.
+secrets arguments are templates, so they can use the server's S3 variables. With ``templated=False`` (a plain
+web server such as nginx serving files/ as they are) nothing is escaped and there is no secrets file.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class BootConfig:
     console: tuple[str, ...] = ()
     cmdline_extra: tuple[str, ...] = ()
     secrets: tuple[str, ...] = ()
+    templated: bool = True  # the server renders the files as string.Template (valve-infra); False: served as is
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,8 @@ def normalise_fingerprint(text: str) -> str:
     return fp
 
 
-def _literal(value: str) -> str:
-    return value.replace("$", "$$")
+def _literal(cfg: BootConfig, value: str) -> str:
+    return value.replace("$", "$$") if cfg.templated else value
 
 
 def _check(what: str, value: str, pattern: re.Pattern[str] = WORD_RE) -> str:
@@ -80,25 +82,29 @@ def _check(what: str, value: str, pattern: re.Pattern[str] = WORD_RE) -> str:
 
 def kernel_args(cfg: BootConfig) -> list[str]:
     """The kernel command line, one argument each, as boot.ipxe passes it (before the server's substitution)."""
+    if not cfg.templated and (cfg.extra_args_url == SECRETS_URL or cfg.secrets):
+        raise InputError("a plain server has no ${secrets_url} nor secrets file: give --extra-args-url URL or --no-extra-args")
     if not cfg.run:
         raise InputError("give the container to run (--run 'docker://IMAGE' or '-ti docker://IMAGE')")
     args = ["initrd=b2c"]  # the EFI stub loads iPXE's image named b2c (see `initrd --name b2c`)
     for run in cfg.run:
         if '"' in run or "\n" in run or not run.strip():
             raise InputError(f"--run {run!r}: must be non-empty, on one line and without double quotes (b2c splits on them)")
-        args.append(f'b2c.{"container" if cfg.legacy_container else "run"}="{_literal(run.strip())}"')
-    args.append(f"b2c.cache_device={_literal(_check('--cache-device', cfg.cache_device))}")
-    args.append(f"b2c.ntp_peer={_literal(_check('--ntp-peer', cfg.ntp_peer))}")
+        args.append(f'b2c.{"container" if cfg.legacy_container else "run"}="{_literal(cfg, run.strip())}"')
+    args.append(f"b2c.cache_device={_literal(cfg, _check('--cache-device', cfg.cache_device))}")
+    args.append(f"b2c.ntp_peer={_literal(cfg, _check('--ntp-peer', cfg.ntp_peer))}")
     if cfg.extra_args_url is not None:
         url = (
-            cfg.extra_args_url if cfg.extra_args_url == SECRETS_URL else _literal(_check("--extra-args-url", cfg.extra_args_url))
+            cfg.extra_args_url
+            if cfg.extra_args_url == SECRETS_URL
+            else _literal(cfg, _check("--extra-args-url", cfg.extra_args_url))
         )
         args.append(f'b2c.extra_args_url="{url}"')
     args.extend(f"console={_check('--console', c, CONSOLE_RE)}" for c in cfg.console)
     for extra in cfg.cmdline_extra:
         if "\n" in extra or extra.count('"') % 2:
             raise InputError(f"--cmdline-extra {extra!r}: must be on one line with balanced double quotes")
-        args.append(_literal(" ".join(extra.split())))
+        args.append(_literal(cfg, " ".join(extra.split())))
     return args
 
 
@@ -111,11 +117,13 @@ def render_boot_script(cfg: BootConfig, fingerprint: str, name: str | None = Non
         version=__version__,
         who=name or fingerprint,
         fingerprint=fingerprint,
-        kernel=_literal(_check("--kernel", cfg.kernel)),
-        initrd=_literal(_check("--initrd", cfg.initrd)),
+        templated=cfg.templated,
+        kernel=_literal(cfg, _check("--kernel", cfg.kernel)),
+        initrd=_literal(cfg, _check("--initrd", cfg.initrd)),
         args=" ".join(args),
     )
-    _check_template(text, "boot.ipxe")
+    if cfg.templated:
+        _check_template(text, "boot.ipxe")
     warnings = []
     cmdline = len(" ".join(args)) + 200  # room for the substituted secrets URL
     if cmdline > MAX_CMDLINE:
@@ -150,7 +158,7 @@ def write_server_files(
     """Write files/<fingerprint>/boot.ipxe (and secrets when b2c.extra_args_url is the server's secrets URL)."""
     fingerprint = normalise_fingerprint(fingerprint)
     text, warnings = render_boot_script(cfg, fingerprint, name)
-    with_secrets = cfg.extra_args_url == SECRETS_URL
+    with_secrets = cfg.templated and cfg.extra_args_url == SECRETS_URL
     secrets_text = render_secrets(cfg, fingerprint, name) if with_secrets else None
     directory = server_dir / "files" / fingerprint
     boot = directory / "boot.ipxe"

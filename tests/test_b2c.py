@@ -168,3 +168,16 @@ def test_fingerprint_from_an_issued_machine(tmp_path: Path) -> None:
     files = b2c.write_server_files(tmp_path / "srv", identity.fingerprint_sha1, config(), name="m1")
     assert files.boot_script.parent.name == identity.fingerprint_sha1
     assert "for m1 (client certificate fingerprint" in files.boot_script.read_text()
+
+
+def test_plain_mode_for_servers_that_do_not_render(tmp_path: Path) -> None:
+    cfg = config(templated=False, extra_args_url=None, run=("docker://alpine sh -c 'echo $HOME'",))
+    files = b2c.write_server_files(tmp_path, FP, cfg)
+    text = files.boot_script.read_text()
+    assert files.secrets is None and "$$" not in text and "served as it is" in text
+    (line,) = [joined for _, joined in logical_lines(text) if joined.startswith("kernel ")]  # no rendering
+    assert b2c.split_b2c_values(b2c.parse_b2c_cmdline(line), "b2c.run") == ["docker://alpine sh -c 'echo $HOME'"]
+    with pytest.raises(InputError, match="plain server"):
+        b2c.render_boot_script(config(templated=False), FP)  # ${secrets_url} means nothing there
+    with pytest.raises(InputError, match="plain server"):
+        b2c.render_boot_script(config(templated=False, extra_args_url=None, secrets=("b2c.x=1",)), FP)

@@ -398,8 +398,10 @@ class TlsServer:
             return tls.recv(100).decode()
 
     def close(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() (close alone does not, on Linux)
         self.sock.close()
         self.thread.join(5)
+        assert not self.thread.is_alive()
 
 
 def client_context(pki: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:

@@ -199,3 +199,14 @@ def test_b2c(pki: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert code == 2 and "--run" in err and len(err.splitlines()) == 1
     code, _, err = run(capsys, *argv, "--fingerprint", fp, "--pki", str(pki), "--name", "rpi-01")
     assert code == 2 and "not both" in err
+
+
+def test_b2c_plain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fp = "ab" * 20
+    argv = ["b2c", "-o", str(tmp_path), "--kernel", "/k", "--initrd", "/i", "--run", "docker://a", "--fingerprint", fp]
+    code, _, err = run(capsys, *argv, "--plain")
+    assert code == 0, err
+    assert "extra_args_url" not in (tmp_path / "files" / fp / "boot.ipxe").read_text()
+    assert not (tmp_path / "files" / fp / "secrets").exists()
+    code, _, err = run(capsys, *argv, "--plain", "--force", "--secret", "b2c.x=1")
+    assert code == 2 and "plain server" in err

@@ -132,6 +132,12 @@ def _register_b2c(sub: Any) -> None:
     p.add_argument("--console", action="append", default=[], metavar="TTY", help="console=, e.g. ttyS0,115200 (repeatable)")
     p.add_argument("--cmdline-extra", action="append", default=[], metavar="ARGS", help="more kernel arguments (repeatable)")
     p.add_argument("--secret", action="append", default=[], metavar="ARG", help="argument for the secrets file (repeatable)")
+    p.add_argument(
+        "--plain",
+        action="store_true",
+        help="for a server that sends files as they are (nginx alone) rather than valve-infra's: no $$ escaping, "
+        "no secrets file, no default b2c.extra_args_url",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing boot.ipxe")
     add_json_option(p)
     p.set_defaults(handler=cmd_b2c)
@@ -245,12 +251,15 @@ def cmd_b2c(args: argparse.Namespace) -> int:
         legacy_container=args.legacy_container,
         cache_device=args.cache_device,
         ntp_peer=args.ntp_peer,
-        extra_args_url=None if args.no_extra_args else args.extra_args_url,
+        extra_args_url=None
+        if args.no_extra_args or (args.plain and args.extra_args_url == b2c.SECRETS_URL)
+        else args.extra_args_url,
         console=tuple(args.console),
         cmdline_extra=tuple(args.cmdline_extra),
         secrets=tuple(args.secret),
+        templated=not args.plain,
     )
-    if args.secret and cfg.extra_args_url != b2c.SECRETS_URL:
+    if args.secret and not args.plain and cfg.extra_args_url != b2c.SECRETS_URL:
         raise InputError("--secret needs the server's secrets URL: drop --extra-args-url/--no-extra-args")
     files = b2c.write_server_files(args.output, fingerprint, cfg, name=name, force=args.force)
     for message in files.warnings:

@@ -8,14 +8,16 @@ tokens ``||``, ``&&`` and ``;`` separate commands.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import jinja2
 import jinja2.sandbox
 
 from boot2ipxe import __version__
-from boot2ipxe.certs import ClientIdentity
 from boot2ipxe.errors import InputError
+
+if TYPE_CHECKING:  # keeps `validate`, which only lints, from importing cryptography
+    from boot2ipxe.certs import ClientIdentity
 
 Firmware = Literal["uefi", "u-boot"]
 FIRMWARES: tuple[Firmware, ...] = ("uefi", "u-boot")

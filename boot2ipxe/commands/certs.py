@@ -119,9 +119,15 @@ def _register_b2c(sub: Any) -> None:
     p.add_argument(
         "--run", action="append", required=True, metavar="ARGS", help="b2c.run value, e.g. 'docker://IMAGE' (repeatable)"
     )
-    p.add_argument("--legacy-container", action="store_true", help="pass --run as b2c.container= (b2c releases before b2c.run)")
-    p.add_argument("--cache-device", default="auto", help="b2c.cache_device (default: auto, our images' B2C_CACHE partition)")
-    p.add_argument("--ntp-peer", default="auto", help="b2c.ntp_peer (default: auto)")
+    p.add_argument(
+        "--legacy-container",
+        action="store_true",
+        help="pass --run as b2c.container= instead of b2c.run= (b2c releases before b2c.run)",
+    )
+    p.add_argument(
+        "--cache-device", default="auto", metavar="DEV", help="b2c.cache_device (default: auto, our images' B2C_CACHE partition)"
+    )
+    p.add_argument("--ntp-peer", default="auto", metavar="HOST", help="b2c.ntp_peer (default: auto)")
     p.add_argument(
         "--extra-args-url",
         default=b2c.SECRETS_URL,

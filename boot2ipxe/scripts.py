@@ -183,3 +183,12 @@ def render_machine_script(
     problems = lint_script(text, firmware)
     assert not problems, problems  # the template must stay safe for the firmware it targets
     return text
+
+
+def with_identity(script: str, identity: ClientIdentity) -> str:
+    """A user's script with the machine's certificate and key set first (after the ``#!ipxe`` line)."""
+    settings = f"{hex_setting('cert', identity.cert_der)}\n{hex_setting('privkey', identity.key_der)}\n"
+    first, newline, rest = script.partition("\n")
+    if first.strip().lower().startswith("#!ipxe"):
+        return f"{first}{newline}{settings}{rest}"
+    return f"#!ipxe\n{settings}{script}"

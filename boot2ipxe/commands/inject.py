@@ -35,8 +35,13 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("base", type=Path, metavar="BASE", help="base disk image")
-    p.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="output image; with several --name, a path containing {name} or a directory")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="output image; with several --name, a path containing {name} or a directory",
+    )
     p.add_argument("--platform", type=Path, metavar="SPEC", help="the base's spec (default: find iPXE in the image)")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--server", metavar="URL", help="boot server: the script chains URL/boot/ipxe?mac=…&platform=…")
@@ -47,7 +52,9 @@ def register(sub: Any) -> None:
     p.add_argument("--key", type=Path, metavar="FILE", help="its RSA private key (PEM or DER)")
     p.add_argument("--key-passphrase-file", type=Path, metavar="FILE", help="passphrase of an encrypted --key")
     p.add_argument("--ipxe", type=Path, metavar="FILE", help="replace the iPXE binary with this build")
-    p.add_argument("--ca-esl", action="store_true", help="also place the CA (from --pki) as boot2ipxe/ca.esl for firmware enrolment")
+    p.add_argument(
+        "--ca-esl", action="store_true", help="also place the CA (from --pki) as boot2ipxe/ca.esl for firmware enrolment"
+    )
     p.add_argument("--firmware", choices=("uefi", "u-boot"), help="what runs iPXE (default: from the spec or the image)")
     p.add_argument("--ntp", default="pool.ntp.org", metavar="HOST", help="NTP server for the clock (default pool.ntp.org)")
     p.add_argument("--no-ntp", action="store_true", help="do not sync the clock (the firmware's must be right)")

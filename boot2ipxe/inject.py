@@ -6,7 +6,6 @@ are written (mtools), and the result is read back and compared before it is rena
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -134,8 +133,6 @@ def inject_image(base: Path, output: Path, target: Target, files: Mapping[str, b
     if output.resolve() == base.resolve():
         raise InputError(f"{output}: is the base image; choose another output path")
     with pending_file(output) as tmp, tempfile.TemporaryDirectory(prefix="boot2ipxe-inject-") as staging:
-        os.chmod(tmp, 0o600)
-        copy_sparse(base, tmp)
-        os.chmod(tmp, 0o600)
+        copy_sparse(base, tmp)  # onto mkstemp's 0600 file: cp keeps the target's mode
         write_files(tmp, target.offset, files, epoch, Path(staging))
         tmp.replace(output)

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from boot2ipxe.commands.common import add_json_option, print_json
 from boot2ipxe.errors import EXIT_OK, InputError
@@ -94,7 +94,7 @@ def cmd_inject(args: argparse.Namespace) -> int:
         raise InputError("--ca-esl needs --pki DIR (the CA to place)")
     spec = require_valid(args.platform, display=str(args.platform)).spec if args.platform else None
     target = locate(args.base, spec)
-    firmware = args.firmware or target.firmware
+    firmware: Literal["uefi", "u-boot"] = "u-boot" if (args.firmware or target.firmware) == "u-boot" else "uefi"
     extra: dict[str, bytes] = {}
     if args.ipxe:
         extra[target.binary] = _read(args.ipxe, "iPXE binary")

@@ -52,6 +52,9 @@ from boot2ipxe.model import Origin, Source, Spec
 from boot2ipxe.schema import key_path
 
 
+DEFAULT_NET = NetConfig()
+
+
 @dataclass(frozen=True)
 class FetchedBlob:
     path: Path
@@ -149,7 +152,7 @@ class Fetcher:
         self.cache = cache
         self.mirrors = mirrors
         self.offline = offline
-        self.net = net or NetConfig()
+        self.net = net or DEFAULT_NET
         self.jobs = max(1, jobs)
         self.reporter: Reporter = reporter or QuietReporter()
         self.max_member_size = max_member_size

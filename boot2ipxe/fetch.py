@@ -51,7 +51,6 @@ from boot2ipxe.mirrors import Mirrors
 from boot2ipxe.model import Origin, Source, Spec
 from boot2ipxe.schema import key_path
 
-
 DEFAULT_NET = NetConfig()
 
 

@@ -45,6 +45,7 @@ class Route:
 
 
 class TestServer(ThreadingHTTPServer):
+    __test__ = False  # not a test class for pytest
     daemon_threads = True
     block_on_close = False
 

@@ -98,7 +98,9 @@ def test_unresolved_placeholder_says_how_to_set_it(tmp_path: Path) -> None:
     mirrors = Mirrors(environ={}, config_file=tmp_path / "none.toml", apt_paths=(tmp_path / "none",))
     with pytest.raises(InputError) as exc:
         mirrors.resolve("${vendor}/x.bin")
-    assert str(exc.value).startswith("no mirror configured for ${vendor}: set it with --mirror vendor=URL, BOOT2IPXE_MIRROR_VENDOR=URL")
+    assert str(exc.value).startswith(
+        "no mirror configured for ${vendor}: set it with --mirror vendor=URL, BOOT2IPXE_MIRROR_VENDOR=URL"
+    )
     with pytest.raises(InputError, match=r"read from the machine's apt sources, and none was found"):
         mirrors.resolve(URL)
     assert mirrors.unresolved("${a}/${debian}/x") == ["a", "debian"]

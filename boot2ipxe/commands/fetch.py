@@ -61,7 +61,7 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_fetch)
 
 
-def load_specs(paths: list[Path], mirrors: Mirrors) -> list[Spec]:
+def load_specs(paths: list[Path], mirrors: Mirrors | None) -> list[Spec]:
     """Every spec validated; all problems of all specs reported together (exit 2)."""
     specs: list[Spec] = []
     problems: list[Problem] = []
@@ -111,7 +111,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         if not file.is_file():
             raise InputError(f"--import {file}: {'is a directory' if file.is_dir() else 'no such file'}")
     mirrors = mirrors_from(args)
-    specs = load_specs(args.specs, mirrors)
+    # Importing needs no URL, so placeholders without a mirror are no reason to refuse a spec then.
+    specs = load_specs(args.specs, None if args.imports else mirrors)
     cache = Cache(args.cache_dir or default_dir())
     tty = TtyProgress(sys.stderr) if sys.stderr.isatty() and not args.quiet else None
     reporter = CliReporter(summary=not (args.quiet or args.json), tty=tty)

@@ -157,7 +157,7 @@ class Cache:
         """
         if digest != sha256:
             tmp.unlink(missing_ok=True)
-            raise ValueError(f"sha256 {digest} is not the pinned {sha256}")
+            raise ValueError(f"sha256 {digest}, not the pinned {sha256}")
         path = self.path(sha256)
         try:
             with tmp.open("rb") as f:
@@ -195,9 +195,13 @@ class Cache:
     def _write_origin(self, sha256: str, origin: str) -> None:
         target = self.path(sha256).with_name(sha256 + ".origin")
         fd, name = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(origin.replace("\n", " ") + "\n")
-        Path(name).replace(target)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(origin.replace("\n", " ") + "\n")
+            Path(name).replace(target)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
 
     def leftovers(self) -> list[Path]:
         """Temporary and partial files (for tests and diagnostics); locks are not leftovers."""

@@ -29,6 +29,7 @@ only the cache and local files (``path`` origins, ``file://`` mirrors) are used.
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import sys
 import tempfile
@@ -164,6 +165,7 @@ class Fetcher:
         self._wanted: dict[str, dict[str, str]] = {}  # archive sha256 -> {member: sha256 of the blob wanting it}
         self._extractions: dict[str, archive.Extraction] = {}
         self._temps: list[Path] = []
+        self._cancel = threading.Event()  # set on an exception (Ctrl-C) in the caller: workers stop soon
 
     def ensure(self, spec: Spec) -> dict[str, FetchedBlob]:
         """Every source of ``spec`` as a verified cached file; FetchFailed naming each one that failed."""
@@ -195,11 +197,16 @@ class Fetcher:
             else:
                 record(need, (self._cached(need.sha256, path), "cached", []))
         self._plan_extractions(pending)
+        self._cancel.clear()
+        pool = ThreadPoolExecutor(max_workers=min(self.jobs, len(pending) or 1))
         try:
-            with ThreadPoolExecutor(max_workers=min(self.jobs, len(pending) or 1)) as pool:
-                for need, result in zip(pending, pool.map(self._obtain, pending), strict=True):
-                    record(need, result)
+            for need, result in zip(pending, pool.map(self._obtain, pending), strict=True):
+                record(need, result)
+        except BaseException:
+            self._cancel.set()  # running downloads stop at their next chunk
+            raise
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
             for tmp in self._temps:
                 tmp.unlink(missing_ok=True)
             self._temps.clear()
@@ -244,18 +251,20 @@ class Fetcher:
                 return self._cached(need.sha256, path), "cached", []
             self.cache.discard(need.sha256)  # a damaged copy, if there is one
             for origin in need.origins:
+                if self._cancel.is_set():
+                    break
                 try:
                     path = self._from_origin(need, origin)
                     return FetchedBlob(path, need.sha256, path.stat().st_size, origin.describe()), "fetched", []
-                except OriginFailed as exc:
-                    reasons.append(f"{self._where(origin)}: {exc}")
-                except (FetchError, OSError) as exc:
+                except (OriginFailed, FetchError, OSError) as exc:
                     reasons.append(f"{self._where(origin)}: {exc}")
         return None, "failed", reasons
 
     def _from_origin(self, need: _Need, origin: Origin) -> Path:
-        if origin.extract is None or origin.archive_sha256 is None:
+        if origin.extract is None:
             return self._direct(origin, need.sha256, need.size)
+        if origin.archive_sha256 is None:
+            raise OriginFailed("extract needs archive-sha256: an archive is verified before it is opened")
         member = _member(origin.extract)
         if origin.archive_sha256 == need.sha256:
             raise OriginFailed("archive-sha256 is the blob's own sha256")
@@ -314,7 +323,7 @@ class Fetcher:
         for restart in (False, True):
             resumed = partial.exists() and partial.stat().st_size > 0
             try:
-                download(self._session(), url, partial, self.net, size, lambda d, t: self.reporter.progress(name, d, t))
+                download(self._session(), url, partial, self.net, size, lambda d, t: self._progress(name, d, t))
             except DownloadError as exc:
                 if exc.connection:
                     with self._lock:
@@ -338,9 +347,7 @@ class Fetcher:
             dest = {}
             for member, sha256 in wanted.items():
                 fd, name = tempfile.mkstemp(prefix=".tmp-", dir=self.cache.shard(sha256))
-                Path(name).chmod(0o644)
-                with open(fd, "wb"):  # noqa: PTH123 (an fd, not a path)
-                    pass
+                os.close(fd)
                 dest[member] = Path(name)
                 with self._lock:
                     self._temps.append(dest[member])
@@ -360,6 +367,11 @@ class Fetcher:
                         self._wanted.setdefault(origin.archive_sha256, {}).setdefault(_member(origin.extract), need.sha256)
 
     # -- helpers --------------------------------------------------------------------------------------
+
+    def _progress(self, label: str, done: int, total: int | None) -> None:
+        if self._cancel.is_set():
+            raise OriginFailed("interrupted")
+        self.reporter.progress(label, done, total)
 
     def _cached(self, sha256: str, path: Path) -> FetchedBlob:
         return FetchedBlob(path, sha256, path.stat().st_size, self.cache.origin(sha256))

@@ -388,3 +388,51 @@ def test_archive_refusals(
         reason = f"archive {sha(data)[:12]}…: {reason}"
     assert f"[1] {where}: {reason}; fix the origins" in line
     assert_clean(cache, [data] if not reason.startswith("extract:") else [])
+
+
+def test_local_file_with_wrong_bytes_is_skipped(make_spec: Any, tmp_path: Path, cache: Cache) -> None:
+    (tmp_path / "old.bin").write_bytes(b"an older build")
+    (tmp_path / "new.bin").write_bytes(BLOB)
+    spec = load(
+        make_spec({"blob": {"sha256": sha(BLOB), "origins": [{"path": "old.bin"}, {"path": "missing.bin"}, {"path": "new.bin"}]}})
+    )
+    report = Fetcher(cache, mirrors()).fetch([spec])
+    assert report.failures == [] and report.outcomes[0].blob is not None
+    assert report.outcomes[0].blob.origin == str(tmp_path / "new.bin")
+    cache2 = Cache(tmp_path / "c2")
+    (tmp_path / "new.bin").unlink()
+    with pytest.raises(FetchFailed) as exc:
+        Fetcher(cache2, mirrors()).ensure(spec)
+    assert (
+        f"[1] {tmp_path / 'old.bin'}: has sha256 {sha(b'an older build')}, not the pinned {sha(BLOB)}; "
+        f"[2] {tmp_path / 'missing.bin'}: no such file {tmp_path / 'missing.bin'}; "
+        f"[3] {tmp_path / 'new.bin'}: no such file {tmp_path / 'new.bin'};" in exc.value.lines()[0]
+    )
+    assert_clean(cache2, [])
+
+
+def test_interrupt_stops_running_downloads(make_spec: Any, faulty_server: TestServer, cache: Cache) -> None:
+    """Ctrl-C (here: raised by the reporter) does not wait for slow downloads; their partial file is kept."""
+    faulty_server.routes["/quick"] = Route(OTHER)
+    faulty_server.routes["/slow"] = Route(BLOB, then="drip", drip=0.3)  # 5 chunks: 1.5 s
+    spec = load(
+        make_spec(
+            {
+                "quick": {"sha256": sha(OTHER), "origins": [{"url": faulty_server.url + "/quick"}]},
+                "slow": {"sha256": sha(BLOB), "origins": [{"url": faulty_server.url + "/slow"}]},
+            }
+        )
+    )
+
+    class Interrupting:
+        def progress(self, label: str, done: int, total: int | None) -> None:
+            pass
+
+        def outcome(self, outcome: Any) -> None:
+            raise KeyboardInterrupt
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        Fetcher(cache, mirrors(), reporter=Interrupting()).fetch([spec])
+    assert time.monotonic() - started < 1.2
+    assert cache.lookup(sha(BLOB)) is None and cache.partial(sha(BLOB)).exists()

@@ -67,7 +67,8 @@ def download(
         except _Retry as exc:
             last = str(exc)
             connection = exc.connection
-    raise DownloadError(f"{last} (after {net.attempts} attempts)", connection=connection)
+    attempts = f"{net.attempts} attempts" if net.attempts != 1 else "1 attempt"
+    raise DownloadError(f"{last} (after {attempts})", connection=connection)
 
 
 def _attempt(
@@ -115,7 +116,7 @@ def _attempt(
         requests.exceptions.ConnectionError,
     ) as exc:
         cause = _root_cause(exc)
-        if "NameResolutionError" in _cause_names(exc):
+        if any(type(e).__name__ == "NameResolutionError" for e in _chain(exc)):
             raise DownloadError(f"cannot resolve host {urlsplit(url).hostname}", connection=True) from None
         if isinstance(exc, rex.ReadTimeout) or "timed out" in cause:
             raise _Retry(f"no data for {net.read_timeout:g} s" + (f" after {have} bytes" if have else "")) from None
@@ -152,32 +153,23 @@ def _range_start(r: requests.Response) -> int:
         raise _Retry(f"HTTP 206 with an unreadable Content-Range {value!r}") from None
 
 
-def _cause_names(exc: BaseException) -> set[str]:
-    names: set[str] = set()
-    seen: BaseException | None = exc
-    while seen is not None and len(names) < 20:
-        names.add(type(seen).__name__)
-        for arg in seen.args:
-            if isinstance(arg, BaseException):
-                names |= {type(arg).__name__, *_cause_names(arg)}
-            reason = getattr(arg, "reason", None)
-            if isinstance(reason, BaseException):
-                names |= {type(reason).__name__, *_cause_names(reason)}
-        seen = seen.__cause__ or seen.__context__
-    return names
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and those wrapped inside it (an exception argument, else ``.reason``), outermost first."""
+    chain = [exc]
+    while len(chain) < 10:
+        current = chain[-1]
+        inner = next((a for a in current.args if isinstance(a, BaseException)), None)
+        reason = getattr(inner if inner is not None else current, "reason", None)
+        inner = reason if isinstance(reason, BaseException) else inner
+        if inner is None:
+            break
+        chain.append(inner)
+    return chain
 
 
 def _root_cause(exc: BaseException) -> str:
     """The innermost readable reason: 'Connection refused' rather than a urllib3 pool repr."""
-    current: BaseException = exc
-    for _ in range(10):
-        inner = next((a for a in current.args if isinstance(a, BaseException)), None)
-        reason = getattr(inner if inner is not None else current, "reason", None)
-        if isinstance(reason, BaseException):
-            inner = reason
-        if inner is None:
-            break
-        current = inner
+    current = _chain(exc)[-1]
     text = str(current)
     if "[Errno" in text:
         text = text[text.index("[Errno") :].split("]", 1)[-1].strip().rstrip(")'\"")

@@ -198,6 +198,8 @@ class Fetcher:
                 record(need, (self._cached(need.sha256, path), "cached", []))
         self._plan_extractions(pending)
         self._cancel.clear()
+        self._failed.clear()
+        self._dead_hosts.clear()
         pool = ThreadPoolExecutor(max_workers=min(self.jobs, len(pending) or 1))
         try:
             for need, result in zip(pending, pool.map(self._obtain, pending), strict=True):
@@ -319,7 +321,7 @@ class Fetcher:
         if dead is not None:
             raise OriginFailed(f"{dead} (host failed earlier in this run)")
         partial = self.cache.partial(sha256)
-        name = PurePosixPath(unquote(urlsplit(url).path)).name or url
+        name = _url_name(url) or url
         for restart in (False, True):
             resumed = partial.exists() and partial.stat().st_size > 0
             try:
@@ -397,10 +399,7 @@ class Fetcher:
         shown = shlex.quote(spec.display_path)
         tried = "; ".join(f"[{i}] {r}" for i, r in enumerate(reasons, 1))
         if self.offline:
-            names = sorted(
-                {PurePosixPath(unquote(urlsplit(o.url).path)).name for o in source.origins if o.url}
-                | {o.path.name for o in source.origins if o.path}
-            )
+            names = sorted({_file_name(o) for o in source.origins})
             local = [r for r in reasons if not r.endswith("(--offline)")]
             return (
                 f"sha256 {source.sha256} is not in the cache {self.cache.root} and --offline allows no download: "
@@ -460,11 +459,13 @@ class Fetcher:
             yield
 
 
+def _url_name(url: str) -> str:
+    return PurePosixPath(unquote(urlsplit(url).path)).name
+
+
 def _file_name(origin: Origin) -> str:
     """The file an origin names (what to --import): the URL's or path's last component."""
-    if origin.path is not None:
-        return origin.path.name
-    return PurePosixPath(unquote(urlsplit(str(origin.url)).path)).name
+    return origin.path.name if origin.path is not None else _url_name(str(origin.url))
 
 
 def _member(name: str) -> str:

@@ -90,7 +90,10 @@ def _attempt(
     try:
         with session.get(url, headers=headers, stream=True, timeout=(net.connect_timeout, net.read_timeout)) as r:
             responded = True
-            have = _check_response(r, partial, have)
+            start = _check_response(r, partial, have)
+            if start is None:
+                return
+            have = start
             length = r.headers.get("Content-Length")
             total = have + int(length) if length and length.isdigit() else None
             if expected_size is not None and total is not None and total != expected_size:
@@ -101,6 +104,8 @@ def _attempt(
                     f.write(chunk)
                     have += len(chunk)
                     if have > limit:
+                        f.close()
+                        partial.unlink()
                         raise DownloadError(f"more than {human_size(limit)} sent; refusing the rest")
                     if progress is not None:
                         progress(have, total)
@@ -127,9 +132,12 @@ def _attempt(
         raise DownloadError(f"request failed: {_root_cause(exc)}") from None
 
 
-def _check_response(r: requests.Response, partial: Path, have: int) -> int:
-    """Raise for an unusable status; return how many bytes of ``partial`` the response continues."""
+def _check_response(r: requests.Response, partial: Path, have: int) -> int | None:
+    """Raise for an unusable status; return how many bytes of ``partial`` the response continues
+    (None: the server says the partial file is already complete)."""
     if r.status_code == 416 and have:
+        if r.headers.get("Content-Range", "") == f"bytes */{have}":
+            return None  # the partial file already holds every byte
         partial.unlink()  # not a prefix the server can continue
         raise _Retry("HTTP 416 for a resumed download; restarting it")
     if r.status_code >= 500 or r.status_code in (408, 429):

@@ -414,15 +414,15 @@ class Fetcher:
 
     def _where(self, origin: Origin) -> str:
         try:
-            where = str(origin.path) if origin.path is not None else self._locate(origin)[0]
+            where = self._resolve(origin)
         except OriginFailed:
             where = str(origin.url)
         return f"{where} (member {origin.extract})" if origin.extract else where
 
-    def _locate(self, origin: Origin) -> tuple[str, Path | None]:
-        """(what to show, a local file or None for http(s)). Mirrors are resolved once per URL."""
+    def _resolve(self, origin: Origin) -> str:
+        """The origin's path, or its URL with mirrors resolved (once per URL)."""
         if origin.path is not None:
-            return str(origin.path), origin.path
+            return str(origin.path)
         assert origin.url is not None
         with self._lock:
             url = self._resolved.get(origin.url)
@@ -433,6 +433,13 @@ class Fetcher:
                 raise OriginFailed(str(exc)) from None
             with self._lock:
                 self._resolved[origin.url] = url
+        return url
+
+    def _locate(self, origin: Origin) -> tuple[str, Path | None]:
+        """(what to show, a local file or None for http(s))."""
+        url = self._resolve(origin)
+        if origin.path is not None:
+            return url, origin.path
         parts = urlsplit(url)
         if parts.scheme == "file":
             if parts.netloc not in ("", "localhost"):

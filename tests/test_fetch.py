@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from boot2ipxe import cache as cache_module
 from boot2ipxe import fetch as fetch_module
 from boot2ipxe.cache import Cache
 from boot2ipxe.download import NetConfig
+from boot2ipxe.errors import FetchError
 from boot2ipxe.fetch import Fetcher, FetchFailed
 from boot2ipxe.mirrors import Mirrors
 from boot2ipxe.validate import require_valid
@@ -436,3 +438,53 @@ def test_interrupt_stops_running_downloads(make_spec: Any, faulty_server: TestSe
         Fetcher(cache, mirrors(), reporter=Interrupting()).fetch([spec])
     assert time.monotonic() - started < 1.2
     assert cache.lookup(sha(BLOB)) is None and cache.partial(sha(BLOB)).exists()
+
+
+def test_complete_partial_file_needs_no_body(make_spec: Any, faulty_server: TestServer, cache: Cache) -> None:
+    faulty_server.routes["/blob"] = Route(BLOB)
+    spec = one_url_spec(make_spec, faulty_server, "/blob")
+    cache.partial(sha(BLOB)).write_bytes(BLOB)  # an earlier run died between the last byte and the rename
+    Fetcher(cache, mirrors()).ensure(spec)
+    assert [r.range for r in faulty_server.gets("/blob")] == [f"bytes={len(BLOB)}-"]  # answered 416 */300000
+    assert_clean(cache, [BLOB])
+
+
+def test_unpinned_download_is_bounded(make_spec: Any, faulty_server: TestServer, cache: Cache) -> None:
+    faulty_server.routes["/blob"] = Route(BLOB)
+    spec = one_url_spec(make_spec, faulty_server, "/blob")
+    with pytest.raises(FetchFailed, match=r"/blob: more than 97\.7 KiB sent; refusing the rest"):
+        Fetcher(cache, mirrors(), net=NetConfig(max_bytes=100_000)).ensure(spec)
+    assert_clean(cache, [])
+
+
+def test_wrong_size_pin_with_the_right_bytes(make_spec: Any, faulty_server: TestServer, cache: Cache) -> None:
+    data = deb_bytes([Entry("./a", OTHER)], "gz")
+    faulty_server.routes["/a.deb"] = Route(data)
+    origin = {"url": faulty_server.url + "/a.deb", "archive-sha256": sha(data), "extract": "a"}
+    spec = load(make_spec({"a": {"sha256": sha(OTHER), "size": 4999, "origins": [origin]}}))
+    with pytest.raises(FetchFailed) as exc:
+        Fetcher(cache, mirrors()).ensure(spec)
+    assert exc.value.lines() == [
+        f"{spec.display_path}:sources.a: the bytes match sha256 but are 5000 bytes, not size: 4999; fix the size in the spec"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("base", "reason"),
+    [("ftp://mirror.example/debian", "unsupported URL scheme 'ftp'"), ("file://host/srv", "file:// URL with a host (host)")],
+)
+def test_unusable_mirror_urls(make_spec: Any, cache: Cache, base: str, reason: str) -> None:
+    m = mirrors(odd=base)  # a config file can hold any string; --mirror itself accepts only http(s) and file
+    spec = load(make_spec({"blob": {"sha256": sha(BLOB), "origins": [{"url": "${odd}/blob"}]}}), m)
+    with pytest.raises(FetchFailed, match=f"\\[1\\] {base}/blob: {re.escape(reason)}"):
+        Fetcher(cache, m).ensure(spec)
+
+
+def test_cache_directory_that_cannot_be_created(make_spec: Any, faulty_server: TestServer, tmp_path: Path) -> None:
+    faulty_server.routes["/blob"] = Route(BLOB)
+    spec = one_url_spec(make_spec, faulty_server, "/blob")
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(
+        FetchError, match=r"cannot create the cache directory .*file/blobs/sha256/\w\w: Not a directory; set --cache-dir"
+    ):
+        Fetcher(Cache(tmp_path / "file"), mirrors()).ensure(spec)

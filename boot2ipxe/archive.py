@@ -15,7 +15,6 @@ Member names match with or without a leading ``./``. ``.zst`` compression needs 
 from __future__ import annotations
 
 import difflib
-import hashlib
 import io
 import stat
 import tarfile
@@ -25,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, BinaryIO
 
+from boot2ipxe.cache import CHUNK, copy_hashed
 from boot2ipxe.units import human_size
 
 MAX_MEMBER_SIZE = 512 * 1024 * 1024
-CHUNK = 1 << 20
 
 AR_MAGIC = b"!<arch>\n"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -232,18 +231,12 @@ def _scan_zip(f: BinaryIO, wanted: Collection[str], dest: dict[str, Path], limit
 
 
 def _copy(name: str, reader: IO[bytes], target: Path, limit: int, result: Extraction) -> str | None:
-    digest = hashlib.sha256()
-    size = 0
     with target.open("wb") as out:
-        while chunk := reader.read(CHUNK):
-            size += len(chunk)
-            if size > limit:
-                out.close()
-                target.unlink(missing_ok=True)
-                return f"{name} is larger than the {human_size(limit)} bound for archive members"
-            digest.update(chunk)
-            out.write(chunk)
-    result.found[name] = Member(target, digest.hexdigest(), size)
+        copied = copy_hashed(reader, out, limit)
+    if copied is None:
+        target.unlink(missing_ok=True)
+        return f"{name} is larger than the {human_size(limit)} bound for archive members"
+    result.found[name] = Member(target, *copied)
     return None
 
 

@@ -27,7 +27,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from boot2ipxe.errors import FetchError
 
@@ -57,18 +57,17 @@ def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
-class HashingWriter:
-    """Writes to a binary file while computing sha256 and counting bytes."""
-
-    def __init__(self, file: BinaryIO) -> None:
-        self.file = file
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> None:
-        self.file.write(data)
-        self.hash.update(data)
-        self.size += len(data)
+def copy_hashed(source: IO[bytes], target: IO[bytes], limit: int | None = None) -> tuple[str, int] | None:
+    """Stream ``source`` into ``target``: (sha256, size) of the bytes, or None once more than ``limit`` came."""
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := source.read(CHUNK):
+        size += len(chunk)
+        if limit is not None and size > limit:
+            return None
+        digest.update(chunk)
+        target.write(chunk)
+    return digest.hexdigest(), size
 
 
 class Cache:
@@ -138,17 +137,11 @@ class Cache:
         finally:
             os.close(fd)  # releases the lock
 
-    @contextlib.contextmanager
-    def writer(self, sha256: str) -> Iterator[tuple[Path, HashingWriter]]:
-        """A temporary file beside the blob, hashed as written; removed on error unless committed."""
+    def temp(self, sha256: str) -> Path:
+        """A new empty temporary file beside the blob (the caller commits or removes it)."""
         fd, name = tempfile.mkstemp(prefix=".tmp-", dir=self.shard(sha256))
-        tmp = Path(name)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                yield tmp, HashingWriter(f)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        os.close(fd)
+        return Path(name)
 
     def commit(self, tmp: Path, sha256: str, digest: str, origin: str) -> Path:
         """Move a verified temporary file into place. ``digest`` is the sha256 computed while writing it.
@@ -179,10 +172,15 @@ class Cache:
 
     def store_copy(self, source: Path, sha256: str, origin: str) -> Path:
         """Copy a local file into the cache if its bytes match; ValueError (nothing stored) if not."""
-        with source.open("rb") as src, self.writer(sha256) as (tmp, out):
-            while chunk := src.read(CHUNK):
-                out.write(chunk)
-        return self.commit(tmp, sha256, out.hash.hexdigest(), origin)
+        tmp = self.temp(sha256)
+        try:
+            with source.open("rb") as src, tmp.open("wb") as out:
+                copied = copy_hashed(src, out)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        assert copied is not None
+        return self.commit(tmp, sha256, copied[0], origin)
 
     def discard(self, sha256: str) -> None:
         """Remove a damaged blob (call with the blob's lock held)."""

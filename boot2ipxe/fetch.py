@@ -29,10 +29,8 @@ only the cache and local files (``path`` origins, ``file://`` mirrors) are used.
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -348,9 +346,7 @@ class Fetcher:
                 wanted = dict(self._wanted.get(archive_sha256, {}))
             dest = {}
             for member, sha256 in wanted.items():
-                fd, name = tempfile.mkstemp(prefix=".tmp-", dir=self.cache.shard(sha256))
-                os.close(fd)
-                dest[member] = Path(name)
+                dest[member] = self.cache.temp(sha256)
                 with self._lock:
                     self._temps.append(dest[member])
             try:

@@ -15,7 +15,6 @@ machine's apt sources (``boot2ipxe.mirrors.debian_from_apt``); no mirror host is
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -29,6 +28,7 @@ if str(ROOT) not in sys.path:
 import requests  # noqa: E402
 import yaml  # noqa: E402
 
+from boot2ipxe.cache import hash_file  # noqa: E402
 from boot2ipxe.download import DownloadError, NetConfig, download  # noqa: E402
 from boot2ipxe.mirrors import APT_SOURCES, debian_from_apt  # noqa: E402
 
@@ -59,11 +59,6 @@ def pool_files(platforms: Path = ROOT / "platforms") -> dict[str, str]:
     return dict(sorted(files.items()))
 
 
-def _sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def check(directory: Path, files: dict[str, str] | None = None) -> list[str]:
     """What is missing or damaged (empty when complete). Hashes each file once; a stamp remembers it."""
     stamp_path = directory / STAMP
@@ -81,7 +76,7 @@ def check(directory: Path, files: dict[str, str] | None = None) -> list[str]:
             continue
         if stamp.get(rel) == [sha, st.st_size, st.st_mtime_ns]:
             continue
-        if _sha256(path) != sha:
+        if hash_file(path) != sha:
             problems.append(f"{rel} does not match sha256 {sha}")
             continue
         stamp[rel], changed = [sha, st.st_size, st.st_mtime_ns], True
@@ -123,7 +118,7 @@ def prepare(directory: Path, base: str | None = None, only: str | None = None) -
             print(f"  failed: {exc}", file=sys.stderr)
             failed += 1
             continue
-        if _sha256(partial) != sha:
+        if hash_file(partial) != sha:
             partial.unlink()
             print(f"  failed: {url} does not match the pinned sha256 {sha}", file=sys.stderr)
             failed += 1

@@ -237,7 +237,10 @@ class Fetcher:
             if matched:
                 with self._sha_lock(digest):
                     if self.cache.lookup(digest) is None:
-                        self.cache.store_copy(file, digest, f"imported {file.name}")
+                        try:
+                            self.cache.store_copy(file, digest, f"imported {file.name}")
+                        except (ValueError, OSError) as exc:
+                            raise InputError(f"{file}: changed or unreadable while importing it ({exc}); try again") from None
             done.append((file, digest, matched))
         return done
 

@@ -15,7 +15,7 @@ from typing import NoReturn
 from boot2ipxe import __version__
 from boot2ipxe.errors import EXIT_BAD_INPUT, EXIT_FAILURE, Boot2ipxeError
 
-COMMAND_MODULES = ("specs", "build", "inspect", "certs", "inject")
+COMMAND_MODULES = ("specs", "fetch", "build", "inspect", "certs", "inject")
 
 DESCRIPTION = """\
 Build netboot disk images from per-platform YAML specs: the platform's firmware and bootloader

@@ -103,7 +103,10 @@ def _config_mirrors(path: Path) -> dict[str, str]:
 def debian_from_apt(paths: Iterable[Path]) -> tuple[str, str] | None:
     """The first Debian archive URI in apt's sources (one-line and deb822 formats)."""
     for path in paths:
-        files = sorted(path.iterdir()) if path.is_dir() else [path]
+        try:
+            files = sorted(path.iterdir()) if path.is_dir() else [path]
+        except OSError:
+            continue
         for file in files:
             if file.suffix not in (".list", ".sources") or not file.is_file():
                 continue
@@ -121,11 +124,8 @@ def debian_from_apt(paths: Iterable[Path]) -> tuple[str, str] | None:
 def _one_line_uris(text: str) -> list[tuple[str, list[str]]]:
     found = []
     for line in text.splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line.startswith("deb "):
-            continue
-        words = re.sub(r"\[[^]]*\]", "", line).split()
-        if len(words) >= 3:
+        words = re.sub(r"\[[^]]*\]", "", line.split("#", 1)[0]).split()
+        if len(words) >= 3 and words[0] == "deb":
             found.append((words[1], [words[2]]))
     return found
 

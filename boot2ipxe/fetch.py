@@ -1,0 +1,495 @@
+"""Fetch stage: every blob a spec pins, verified by sha256, from the cache or else from its origins.
+
+API for the build stage::
+
+    from boot2ipxe.cache import Cache, default_dir
+    from boot2ipxe.fetch import FetchedBlob, Fetcher, fetch_for_build
+
+    blobs = Fetcher(Cache(default_dir()), mirrors, offline=False).ensure(spec)  # {source id: FetchedBlob}
+    blob = blobs["u-boot.bin"]
+    blob.path    # read-only file in the cache whose sha256 was verified in this process
+    blob.sha256, blob.size
+    blob.origin  # for the image manifest, e.g. "${debian}/pool/…/u-boot-rpi_….deb (member usr/lib/…/u-boot.bin)"
+
+    blobs = fetch_for_build(spec, mirrors, cache_dir=None, offline=False)  # the same, with progress on a TTY
+
+``ensure`` raises :class:`FetchFailed` (exit 1) with one ``FILE:sources["id"]: …`` line per blob no origin
+could give, each naming every origin tried and why it failed. ``Fetcher.fetch(specs)`` does several specs
+at once (blobs shared between specs are fetched once) and returns a :class:`Report` instead of raising.
+
+How: a blob already in the cache is used without any network request (and hashed at most once per
+process). Otherwise, under the blob's lock, its origins are tried in order: a ``url`` (``${name}``
+resolved by ``mirrors.Mirrors``; http(s) through ``download.py``, ``file://`` read locally) or a ``path``;
+with ``extract``, the archive is itself obtained into the cache by its ``archive-sha256`` and then
+opened, once per run, taking out every member any pending blob wants from it (``archive.py``). Bytes
+enter the cache only when their sha256 matches the pin. ``offline=True`` makes no network request:
+only the cache and local files (``path`` origins, ``file://`` mirrors) are used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import sys
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+from urllib.request import url2pathname
+
+import requests
+
+from boot2ipxe import archive
+from boot2ipxe.cache import Cache, default_dir, hash_file
+from boot2ipxe.download import DownloadError, NetConfig, download
+from boot2ipxe.errors import FetchError, InputError, Problem
+from boot2ipxe.mirrors import Mirrors
+from boot2ipxe.model import Origin, Source, Spec
+from boot2ipxe.schema import key_path
+
+DEFAULT_NET = NetConfig()
+
+
+@dataclass(frozen=True)
+class FetchedBlob:
+    path: Path
+    sha256: str
+    size: int
+    origin: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one source of one spec: status is "cached", "fetched" or "failed"."""
+
+    spec: Spec
+    source: str
+    sha256: str
+    status: str
+    blob: FetchedBlob | None = None
+    error: Problem | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"spec": self.spec.display_path, "source": self.source, "sha256": self.sha256}
+        out["status"] = self.status
+        if self.blob is not None:
+            out |= {"size": self.blob.size, "path": str(self.blob.path), "origin": self.blob.origin}
+        if self.error is not None:
+            out["error"] = self.error.message
+        return out
+
+
+@dataclass
+class Report:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[Problem]:
+        return [o.error for o in self.outcomes if o.error is not None]
+
+    def blobs(self, spec: Spec) -> dict[str, FetchedBlob]:
+        return {o.source: o.blob for o in self.outcomes if o.spec is spec and o.blob is not None}
+
+
+class FetchFailed(FetchError):
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    def lines(self) -> list[str]:
+        return [str(p) for p in self.problems]
+
+
+class Reporter(Protocol):
+    def progress(self, label: str, done: int, total: int | None) -> None: ...
+    def outcome(self, outcome: Outcome) -> None: ...
+
+
+class QuietReporter:
+    def progress(self, label: str, done: int, total: int | None) -> None:
+        pass
+
+    def outcome(self, outcome: Outcome) -> None:
+        pass
+
+
+class OriginFailed(Exception):
+    """One origin did not give the pinned bytes; the message is the reason."""
+
+
+_Result = tuple[FetchedBlob | None, str, list[str]]  # (blob, status, why each origin failed)
+
+
+@dataclass
+class _Need:
+    """One distinct blob (by sha256) that at least one spec source needs."""
+
+    sha256: str
+    size: int | None
+    origins: list[Origin]
+    users: list[tuple[Spec, Source]]
+
+
+class Fetcher:
+    """Obtains the blobs specs pin. Thread-safe per call; one instance may serve several calls."""
+
+    def __init__(
+        self,
+        cache: Cache,
+        mirrors: Mirrors,
+        offline: bool = False,
+        *,
+        net: NetConfig | None = None,
+        jobs: int = 4,
+        reporter: Reporter | None = None,
+        max_member_size: int | None = None,
+    ) -> None:
+        self.cache = cache
+        self.mirrors = mirrors
+        self.offline = offline
+        self.net = net or DEFAULT_NET
+        self.jobs = max(1, jobs)
+        self.reporter: Reporter = reporter or QuietReporter()
+        self.max_member_size = max_member_size
+        self._lock = threading.Lock()
+        self._thread_locks: dict[str, threading.Lock] = {}
+        self._sessions = threading.local()
+        self._resolved: dict[str, str] = {}
+        self._failed: dict[tuple[str, str], str] = {}  # (location, sha256) -> reason, for archives many blobs share
+        self._dead_hosts: dict[str, str] = {}
+        self._wanted: dict[str, dict[str, str]] = {}  # archive sha256 -> {member: sha256 of the blob wanting it}
+        self._extractions: dict[str, archive.Extraction] = {}
+        self._temps: list[Path] = []
+        self._cancel = threading.Event()  # set on an exception (Ctrl-C) in the caller: workers stop soon
+
+    def ensure(self, spec: Spec) -> dict[str, FetchedBlob]:
+        """Every source of ``spec`` as a verified cached file; FetchFailed naming each one that failed."""
+        report = self.fetch([spec])
+        if report.failures:
+            raise FetchFailed(report.failures)
+        return report.blobs(spec)
+
+    def fetch(self, specs: Sequence[Spec]) -> Report:
+        needs: dict[str, _Need] = {}
+        for spec in specs:
+            for source in spec.sources.values():
+                need = needs.setdefault(source.sha256, _Need(source.sha256, source.size, [], []))
+                need.users.append((spec, source))
+                need.size = need.size if need.size is not None else source.size
+                need.origins += [o for o in source.origins if o not in need.origins]
+        outcomes: dict[tuple[int, str], Outcome] = {}
+
+        def record(need: _Need, result: _Result) -> None:
+            for spec, source in need.users:
+                outcomes[id(spec), source.id] = outcome = self._outcome(spec, source, result)
+                self.reporter.outcome(outcome)
+
+        pending = []
+        for need in needs.values():
+            path = self.cache.lookup(need.sha256)
+            if path is None:
+                pending.append(need)
+            else:
+                record(need, (self._cached(need.sha256, path), "cached", []))
+        self._plan_extractions(pending)
+        self._cancel.clear()
+        self._failed.clear()
+        self._dead_hosts.clear()
+        pool = ThreadPoolExecutor(max_workers=min(self.jobs, len(pending) or 1))
+        try:
+            for need, result in zip(pending, pool.map(self._obtain, pending), strict=True):
+                record(need, result)
+        except BaseException:
+            self._cancel.set()  # running downloads stop at their next chunk
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            for tmp in self._temps:
+                tmp.unlink(missing_ok=True)
+            self._temps.clear()
+            self._extractions.clear()
+            self._wanted.clear()
+        return Report([outcomes[id(spec), source.id] for spec in specs for source in spec.sources.values()])
+
+    def import_files(self, files: Sequence[Path], specs: Sequence[Spec]) -> list[tuple[Path, str, list[str]]]:
+        """Put each file into the cache if a spec pins its sha256 (as a blob or an archive-sha256).
+
+        Returns (file, sha256, what it matched) per file; an empty list means it matched nothing and was not stored.
+        """
+        pins: dict[str, list[str]] = {}
+        for spec in specs:
+            for source in spec.sources.values():
+                where = f"{spec.display_path}:{key_path(['sources', source.id])}"
+                pins.setdefault(source.sha256, []).append(where)
+                for i, origin in enumerate(source.origins):
+                    if origin.archive_sha256:
+                        pins.setdefault(origin.archive_sha256, []).append(f"{where}.origins[{i}] (archive)")
+        done = []
+        for file in files:
+            try:
+                digest = hash_file(file)
+            except OSError as exc:
+                raise InputError(f"{file}: cannot read: {exc.strerror}") from None
+            matched = list(dict.fromkeys(pins.get(digest, [])))
+            if matched:
+                with self._sha_lock(digest):
+                    if self.cache.lookup(digest) is None:
+                        try:
+                            self.cache.store_copy(file, digest, f"imported {file.name}")
+                        except (ValueError, OSError) as exc:
+                            raise InputError(f"{file}: changed or unreadable while importing it ({exc}); try again") from None
+            done.append((file, digest, matched))
+        return done
+
+    # -- one blob -------------------------------------------------------------------------------------
+
+    def _obtain(self, need: _Need) -> _Result:
+        reasons: list[str] = []
+        with self._sha_lock(need.sha256):
+            path = self.cache.lookup(need.sha256)  # another process may have stored it while we waited
+            if path is not None:
+                return self._cached(need.sha256, path), "cached", []
+            self.cache.discard(need.sha256)  # a damaged copy, if there is one
+            for origin in need.origins:
+                if self._cancel.is_set():
+                    break
+                try:
+                    path = self._from_origin(need, origin)
+                    return FetchedBlob(path, need.sha256, path.stat().st_size, origin.describe()), "fetched", []
+                except (OriginFailed, FetchError, OSError) as exc:
+                    reasons.append(f"{self._where(origin)}: {exc}")
+        return None, "failed", reasons
+
+    def _from_origin(self, need: _Need, origin: Origin) -> Path:
+        if origin.extract is None:
+            return self._direct(origin, need.sha256, need.size)
+        if origin.archive_sha256 is None:
+            raise OriginFailed("extract needs archive-sha256: an archive is verified before it is opened")
+        member = _member(origin.extract)
+        if origin.archive_sha256 == need.sha256:
+            raise OriginFailed("archive-sha256 is the blob's own sha256")
+        archive_path = self.cache.lookup(origin.archive_sha256)
+        if archive_path is None:
+            with self._sha_lock(origin.archive_sha256):
+                archive_path = self.cache.lookup(origin.archive_sha256)
+                if archive_path is None:
+                    self.cache.discard(origin.archive_sha256)
+                    archive_path = self._direct(origin, origin.archive_sha256, None)
+        extraction = self._extract(origin.archive_sha256, archive_path)
+        with self._lock:
+            problem, found = extraction.problems.get(member), extraction.found.get(member)
+        if problem is not None or found is None:
+            raise OriginFailed(problem or f"{member} was not extracted")
+        if found.sha256 != need.sha256:
+            raise OriginFailed(f"member {member} has sha256 {found.sha256}, not the pinned {need.sha256}")
+        return self.cache.commit(found.path, need.sha256, found.sha256, origin.describe())
+
+    def _direct(self, origin: Origin, sha256: str, size: int | None) -> Path:
+        """The bytes at the origin's url or path (not extracted) into the cache as ``sha256``."""
+        label = str(origin.path) if origin.path is not None else str(origin.url)
+        location, local = self._locate(origin)
+        with self._lock:
+            if (location, sha256) in self._failed:
+                raise OriginFailed(self._failed[(location, sha256)])
+        try:
+            if local is not None:
+                return self._copy(local, sha256, label)
+            return self._download(location, sha256, size, label)
+        except OriginFailed as exc:
+            with self._lock:
+                self._failed[(location, sha256)] = str(exc)
+            raise
+
+    def _copy(self, local: Path, sha256: str, label: str) -> Path:
+        if not local.is_file():
+            raise OriginFailed(f"no such file {local}")
+        try:
+            return self.cache.store_copy(local, sha256, label)
+        except ValueError as exc:
+            raise OriginFailed(f"has {exc}") from None
+        except OSError as exc:
+            raise OriginFailed(f"cannot read {local}: {exc.strerror}") from None
+
+    def _download(self, url: str, sha256: str, size: int | None, label: str) -> Path:
+        host = urlsplit(url).netloc
+        with self._lock:
+            dead = self._dead_hosts.get(host)
+        if self.offline:
+            raise OriginFailed("not downloaded (--offline)")
+        if dead is not None:
+            raise OriginFailed(f"{dead} (host failed earlier in this run)")
+        partial = self.cache.partial(sha256)
+        name = _url_name(url) or url
+        for restart in (False, True):
+            resumed = partial.exists() and partial.stat().st_size > 0
+            try:
+                download(self._session(), url, partial, self.net, size, lambda d, t: self._progress(name, d, t))
+            except DownloadError as exc:
+                if exc.connection:
+                    with self._lock:
+                        self._dead_hosts[host] = str(exc)
+                raise OriginFailed(str(exc)) from None
+            digest = hash_file(partial)
+            if digest == sha256:
+                return self.cache.commit(partial, sha256, digest, label)
+            partial.unlink(missing_ok=True)
+            if not resumed or restart:  # a stale partial from an earlier run gets one fresh download
+                raise OriginFailed(f"served bytes with sha256 {digest}, not the pinned {sha256}")
+        raise AssertionError("unreachable")
+
+    def _extract(self, archive_sha256: str, path: Path) -> archive.Extraction:
+        """Every wanted member of one archive, in one pass, once per run."""
+        with self._thread_lock("extract:" + archive_sha256):
+            with self._lock:
+                if archive_sha256 in self._extractions:
+                    return self._extractions[archive_sha256]
+                wanted = dict(self._wanted.get(archive_sha256, {}))
+            dest = {}
+            for member, sha256 in wanted.items():
+                dest[member] = self.cache.temp(sha256)
+                with self._lock:
+                    self._temps.append(dest[member])
+            try:
+                result = archive.extract(path, list(wanted), dest, self.max_member_size)
+            except archive.ArchiveError as exc:
+                result = archive.Extraction(problems=dict.fromkeys(wanted, f"archive {archive_sha256[:12]}…: {exc}"))
+            with self._lock:
+                self._extractions[archive_sha256] = result
+            return result
+
+    def _plan_extractions(self, pending: Sequence[_Need]) -> None:
+        for need in pending:
+            for origin in need.origins:
+                if origin.extract and origin.archive_sha256:
+                    with contextlib.suppress(OriginFailed):
+                        self._wanted.setdefault(origin.archive_sha256, {}).setdefault(_member(origin.extract), need.sha256)
+
+    # -- helpers --------------------------------------------------------------------------------------
+
+    def _progress(self, label: str, done: int, total: int | None) -> None:
+        if self._cancel.is_set():
+            raise OriginFailed("interrupted")
+        self.reporter.progress(label, done, total)
+
+    def _cached(self, sha256: str, path: Path) -> FetchedBlob:
+        return FetchedBlob(path, sha256, path.stat().st_size, self.cache.origin(sha256))
+
+    def _outcome(self, spec: Spec, source: Source, result: _Result) -> Outcome:
+        blob, status, reasons = result
+        where = key_path(["sources", source.id])
+        if blob is not None and source.size is not None and blob.size != source.size:
+            message = f"the bytes match sha256 but are {blob.size} bytes, not size: {source.size}; fix the size in the spec"
+            return Outcome(spec, source.id, source.sha256, "failed", blob, Problem(spec.display_path, where, message))
+        if blob is not None:
+            return Outcome(spec, source.id, source.sha256, status, blob)
+        return Outcome(
+            spec,
+            source.id,
+            source.sha256,
+            "failed",
+            None,
+            Problem(spec.display_path, where, self._explain(spec, source, reasons)),
+        )
+
+    def _explain(self, spec: Spec, source: Source, reasons: list[str]) -> str:
+        shown = shlex.quote(spec.display_path)
+        tried = "; ".join(f"[{i}] {r}" for i, r in enumerate(reasons, 1))
+        if self.offline:
+            names = sorted({_file_name(o) for o in source.origins})
+            local = [r for r in reasons if not r.endswith("(--offline)")]
+            return (
+                f"sha256 {source.sha256} is not in the cache {self.cache.root} and --offline allows no download: "
+                f"run 'boot2ipxe fetch {shown}' where the network is reachable (same cache), or "
+                f"'boot2ipxe fetch {shown} --import FILE' with a copy of {' or '.join(names)}"
+                + (f"; local origins: {'; '.join(local)}" if local else "")
+            )
+        return (
+            f"no origin gave sha256 {source.sha256}: {tried}; fix the origins or the mirror (--mirror NAME=URL), "
+            f"or put a copy in the cache with 'boot2ipxe fetch {shown} --import FILE'"
+        )
+
+    def _where(self, origin: Origin) -> str:
+        try:
+            where = self._resolve(origin)
+        except OriginFailed:
+            where = str(origin.url)
+        return f"{where} (member {origin.extract})" if origin.extract else where
+
+    def _resolve(self, origin: Origin) -> str:
+        """The origin's path, or its URL with mirrors resolved (once per URL)."""
+        if origin.path is not None:
+            return str(origin.path)
+        assert origin.url is not None
+        with self._lock:
+            url = self._resolved.get(origin.url)
+        if url is None:
+            try:
+                url = self.mirrors.resolve(origin.url)
+            except InputError as exc:
+                raise OriginFailed(str(exc)) from None
+            with self._lock:
+                self._resolved[origin.url] = url
+        return url
+
+    def _locate(self, origin: Origin) -> tuple[str, Path | None]:
+        """(what to show, a local file or None for http(s))."""
+        url = self._resolve(origin)
+        if origin.path is not None:
+            return url, origin.path
+        parts = urlsplit(url)
+        if parts.scheme == "file":
+            if parts.netloc not in ("", "localhost"):
+                raise OriginFailed(f"file:// URL with a host ({parts.netloc}) is not supported")
+            return url, Path(url2pathname(unquote(parts.path)))
+        if parts.scheme not in ("http", "https"):
+            raise OriginFailed(f"unsupported URL scheme {parts.scheme!r}")
+        return url, None
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._sessions, "session", None)
+        if session is None:
+            session = self._sessions.session = requests.Session()
+        return session
+
+    def _thread_lock(self, key: str) -> threading.Lock:
+        with self._lock:
+            return self._thread_locks.setdefault(key, threading.Lock())
+
+    @contextlib.contextmanager
+    def _sha_lock(self, sha256: str) -> Iterator[None]:
+        """Exclusive within this process (threads) and across processes (fcntl)."""
+        with self._thread_lock(sha256), self.cache.locked(sha256):
+            yield
+
+
+def _url_name(url: str) -> str:
+    return PurePosixPath(unquote(urlsplit(url).path)).name
+
+
+def _file_name(origin: Origin) -> str:
+    """The file an origin names (what to --import): the URL's or path's last component."""
+    return origin.path.name if origin.path is not None else _url_name(str(origin.url))
+
+
+def _member(name: str) -> str:
+    try:
+        return archive.member_name(name)
+    except archive.ArchiveError:
+        raise OriginFailed(f"extract: {name!r} must be a relative path without '..'") from None
+
+
+def fetch_for_build(
+    spec: Spec, mirrors: Mirrors, cache_dir: Path | None = None, offline: bool = False, environ: Mapping[str, str] | None = None
+) -> dict[str, FetchedBlob]:
+    """What ``build`` calls: the cache from --cache-dir or the default, progress on stderr when it is a TTY."""
+    from boot2ipxe.progress import TtyProgress
+
+    reporter = TtyProgress(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        return Fetcher(Cache(cache_dir or default_dir(environ)), mirrors, offline, reporter=reporter).ensure(spec)
+    finally:
+        if reporter is not None:
+            reporter.close()

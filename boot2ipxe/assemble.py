@@ -21,21 +21,12 @@ from typing import Any
 from boot2ipxe import __version__
 from boot2ipxe.errors import BuildError, InputError
 from boot2ipxe.fat import SECTOR, FatGeometry, read_boot_sector
+from boot2ipxe.model import Blob
 from boot2ipxe.plan import Plan, PlannedFile, PlannedPartition
 from boot2ipxe.sparse import hash_image
 from boot2ipxe.tools import run
 
 FAT_EPOCH = 315532800  # FAT cannot store times before 1980-01-01
-
-
-@dataclass(frozen=True)
-class Blob:
-    """A fetched source: where its verified bytes are and where they came from."""
-
-    path: Path
-    sha256: str
-    size: int
-    origin: str
 
 
 @dataclass(frozen=True)

@@ -47,18 +47,13 @@ from boot2ipxe.cache import Cache, default_dir, hash_file
 from boot2ipxe.download import DownloadError, NetConfig, download
 from boot2ipxe.errors import FetchError, InputError, Problem
 from boot2ipxe.mirrors import Mirrors
-from boot2ipxe.model import Origin, Source, Spec
+from boot2ipxe.model import Blob, Origin, Source, Spec
 from boot2ipxe.schema import key_path
 
 DEFAULT_NET = NetConfig()
 
 
-@dataclass(frozen=True)
-class FetchedBlob:
-    path: Path
-    sha256: str
-    size: int
-    origin: str
+FetchedBlob = Blob  # the fetch stage's name for it
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,16 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Blob:
+    """A source's verified bytes (in the cache) and the origin they came from."""
+
+    path: Path
+    sha256: str
+    size: int
+    origin: str
+
+
+@dataclass(frozen=True)
 class Disk:
     table: Table
     size: int | None

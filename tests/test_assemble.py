@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from boot2ipxe import tools
-from boot2ipxe.assemble import Blob, build_image, sfdisk_script
+from boot2ipxe.assemble import build_image, sfdisk_script
 from boot2ipxe.errors import ToolError, ToolMissing
 from boot2ipxe.fatfs import FatReader
 from boot2ipxe.inspect import inspect_image
+from boot2ipxe.model import Blob
 from boot2ipxe.plan import Plan
 from boot2ipxe.validate import require_valid
 

@@ -16,6 +16,7 @@ from typing import Any
 import mirror as test_mirror
 import pytest
 import yaml
+from images import PLATFORMS, ROOT, Built, build_platform, offline_env
 from servers import TestServer
 
 from boot2ipxe import cli, fetch
@@ -127,3 +128,29 @@ def make_spec(tmp_path: Path) -> Any:
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def warm_cache(test_mirror_dir: Path, _mirror_server: TestServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A blob cache holding every platform's sources, filled once per session (tests copy it, never write it)."""
+    from boot2ipxe.cache import Cache
+    from boot2ipxe.mirrors import Mirrors
+    from boot2ipxe.validate import require_valid
+
+    directory = tmp_path_factory.mktemp("warm-cache")
+    specs = [require_valid(ROOT / "platforms" / f"{name}.yaml").spec for name in PLATFORMS]
+    mirrors = Mirrors(cli={"debian": _mirror_server.url}, environ={})
+    with pytest.MonkeyPatch.context() as patch:  # session fixtures run before the autouse `hermetic` one
+        for name, value in offline_env().items():
+            if "proxy" in name.lower():
+                patch.setenv(name, value)
+        report = fetch.Fetcher(Cache(directory), mirrors, net=FAST_NET).fetch([s for s in specs if s is not None])
+    assert not report.failures, report.failures
+    return directory
+
+
+@pytest.fixture(scope="session")
+def platform_images(warm_cache: Path, _mirror_server: TestServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Built]:
+    """Each platform's image, built once per session with the real CLI from the local test mirror."""
+    out = tmp_path_factory.mktemp("images")
+    return {name: build_platform(name, out, _mirror_server.url, warm_cache) for name in PLATFORMS}

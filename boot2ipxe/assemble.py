@@ -16,15 +16,17 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boot2ipxe import __version__
 from boot2ipxe.errors import BuildError, InputError
 from boot2ipxe.fat import SECTOR, FatGeometry, read_boot_sector
 from boot2ipxe.model import Blob
-from boot2ipxe.plan import Plan, PlannedFile, PlannedPartition
 from boot2ipxe.sparse import hash_image
 from boot2ipxe.tools import run
+
+if TYPE_CHECKING:  # inject uses this module without planning anything (plan imports the spec stack)
+    from boot2ipxe.plan import Plan, PlannedFile, PlannedPartition
 
 FAT_EPOCH = 315532800  # FAT cannot store times before 1980-01-01
 

@@ -16,6 +16,20 @@ from boot2ipxe import __version__
 from boot2ipxe.errors import EXIT_BAD_INPUT, EXIT_FAILURE, Boot2ipxeError
 
 COMMAND_MODULES = ("specs", "fetch", "build", "inspect", "certs", "inject")
+# The module that registers each command: a run imports only its own command's module (and what that
+# imports), not every command's dependencies; --help and unknown commands register them all.
+COMMANDS = {
+    "validate": "specs",
+    "plan": "specs",
+    "platforms": "specs",
+    "fetch": "fetch",
+    "build": "build",
+    "inspect": "inspect",
+    "certs": "certs",
+    "script": "certs",
+    "b2c": "certs",
+    "inject": "inject",
+}
 
 DESCRIPTION = """\
 Build netboot disk images from per-platform YAML specs: the platform's firmware and bootloader
@@ -39,7 +53,8 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> Parser:
+def build_parser(command: str | None = None) -> Parser:
+    """The parser with every command, or with only the module registering ``command`` when it is a known one."""
     parser = Parser(
         prog="boot2ipxe",
         description=DESCRIPTION,
@@ -48,14 +63,15 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"boot2ipxe {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-    for name in COMMAND_MODULES:
+    for name in (COMMANDS[command],) if command in COMMANDS else COMMAND_MODULES:
         module = importlib.import_module(f"boot2ipxe.commands.{name}")
         module.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)

@@ -14,13 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import requests
-import requests.exceptions as rex
 
 from boot2ipxe import __version__
 from boot2ipxe.units import human_size
+
+if TYPE_CHECKING:
+    import requests  # imported by the first download: commands that never download do not pay for it
 
 ProgressFn = Callable[[int, int | None], None]  # (bytes so far, total or None)
 
@@ -79,6 +80,8 @@ def _attempt(
     expected_size: int | None,
     progress: ProgressFn | None,
 ) -> None:
+    import requests
+
     have = partial.stat().st_size if partial.exists() else 0
     if expected_size is not None and have > expected_size:
         partial.unlink()
@@ -123,7 +126,7 @@ def _attempt(
         cause = _root_cause(exc)
         if any(type(e).__name__ == "NameResolutionError" for e in _chain(exc)):
             raise DownloadError(f"cannot resolve host {urlsplit(url).hostname}", connection=True) from None
-        if isinstance(exc, rex.ReadTimeout) or "timed out" in cause:
+        if isinstance(exc, requests.exceptions.ReadTimeout) or "timed out" in cause:
             raise _Retry(f"no data for {net.read_timeout:g} s" + (f" after {have} bytes" if have else "")) from None
         if responded:
             raise _Retry(f"connection broken after {have} bytes ({cause})") from None

@@ -36,11 +36,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
-from urllib.request import url2pathname
-
-import requests
 
 from boot2ipxe import archive
 from boot2ipxe.cache import Cache, default_dir, hash_file
@@ -49,6 +46,9 @@ from boot2ipxe.errors import FetchError, InputError, Problem
 from boot2ipxe.mirrors import Mirrors
 from boot2ipxe.model import Blob, Origin, Source, Spec
 from boot2ipxe.schema import key_path
+
+if TYPE_CHECKING:
+    import requests  # imported when the first download starts: a warm build never needs it
 
 DEFAULT_NET = NetConfig()
 
@@ -438,6 +438,8 @@ class Fetcher:
         if parts.scheme == "file":
             if parts.netloc not in ("", "localhost"):
                 raise OriginFailed(f"file:// URL with a host ({parts.netloc}) is not supported")
+            from urllib.request import url2pathname
+
             return url, Path(url2pathname(unquote(parts.path)))
         if parts.scheme not in ("http", "https"):
             raise OriginFailed(f"unsupported URL scheme {parts.scheme!r}")
@@ -446,6 +448,8 @@ class Fetcher:
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._sessions, "session", None)
         if session is None:
+            import requests
+
             session = self._sessions.session = requests.Session()
         return session
 

@@ -36,10 +36,17 @@ def validate(
     plan = None
     if spec is not None:
         plan, plan_problems = make_plan(spec, sizes)
-        problems += plan_problems
+        problems += _not_consequences(plan_problems, problems)
         if plan is not None:
             problems += _lint_default_script(spec, plan)
     return Validated(spec, plan if not any(p.severity == "error" for p in problems) else None, tuple(problems))
+
+
+def _not_consequences(later: list[Problem], earlier: list[Problem]) -> list[Problem]:
+    """``later`` without problems at or under a key path that already has an error (the planner works on
+    placeholder values where the spec stage failed, so those would only repeat the first problem)."""
+    failed = [p.path for p in earlier if p.severity == "error" and p.path]
+    return [p for p in later if not any(p.path == f or p.path.startswith((f + ".", f + "[")) for f in failed)]
 
 
 def require_valid(
@@ -58,7 +65,7 @@ def _lint_default_script(spec: Spec, plan: Plan) -> list[Problem]:
     problems = []
     for j, f in enumerate(part.files):
         if f.dest.casefold() == spec.ipxe.script.casefold() and f.data is not None:
-            where = f"partitions[{part.index - 1}].files[{j}]"
+            where = f"partitions[{part.index - 1}].files[{j}].{f.kind}"
             for line, message in lint_script(f.data.decode("utf-8", "replace"), spec.ipxe.firmware):
                 problems.append(Problem(spec.display_path, where, f"{f.dest} line {line}: {message}"))
     return problems

@@ -9,10 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
-
-import jinja2
-import jinja2.sandbox
+from typing import TYPE_CHECKING, Any
 
 from boot2ipxe.errors import Problem, SpecInvalid
 from boot2ipxe.fat import SECTOR, FatError, FatGeometry, directory_clusters, fat_geometry, name_slots
@@ -27,6 +24,9 @@ MBR_PROTECTED = (440, 512)  # disk signature, partition table and 0x55AA; boot c
 MBR_MAX_SECTOR = 2**32 - 1
 EXT4_BLOCK = 4096
 RESERVED_TEMPLATE_NAMES = ("platform", "partitions", "disk")
+
+if TYPE_CHECKING:
+    import jinja2
 
 
 @dataclass(frozen=True)
@@ -298,6 +298,8 @@ def _template_context(out: Collector, spec: Spec, extents: list[tuple[int, int, 
 
 
 def _environment(search: list[Path]) -> jinja2.Environment:
+    import jinja2.sandbox  # imported when a spec has templates: it is a good part of the CLI's start-up time
+
     return jinja2.sandbox.ImmutableSandboxedEnvironment(
         loader=jinja2.FileSystemLoader([str(d) for d in search]),
         undefined=jinja2.StrictUndefined,
@@ -313,6 +315,8 @@ def render(
 
     Includes are looked up beside the template first, then beside the spec.
     """
+    import jinja2
+
     base = spec.path.resolve().parent
     shown = "the inline content"
     try:

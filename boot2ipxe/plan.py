@@ -24,6 +24,7 @@ MBR_PROTECTED = (440, 512)  # disk signature, partition table and 0x55AA; boot c
 MBR_MAX_SECTOR = 2**32 - 1
 EXT4_BLOCK = 4096
 RESERVED_TEMPLATE_NAMES = ("platform", "partitions", "disk")
+TYPE_FAT_BITS = {"fat12": 12, "fat16": 16, "fat16-lba": 16, "fat32": 32, "fat32-lba": 32}
 
 if TYPE_CHECKING:
     import jinja2
@@ -366,6 +367,12 @@ def _plan_partition(
             out.error(f"{where}.fat" if part.fat else f"{where}.size", str(exc))
         if fat is not None:
             _check_fit(out, where, part, fat, files, spec.disk.alignment)
+            said = TYPE_FAT_BITS.get(part.type_name)
+            if spec.disk.table == "mbr" and said is not None and said != fat.bits:
+                out.warn(
+                    f"{where}.type",
+                    f"{part.type_name} announces FAT{said} but the filesystem is FAT{fat.bits}: set fat: {said} or fix the type",
+                )
     elif part.filesystem == "ext4":
         blocks = sectors * SECTOR // EXT4_BLOCK
         if blocks < 2048:

@@ -25,9 +25,11 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    # Only the mapping's own keys must be unique: keys brought in by a merge (<<: *anchor) may be overridden.
+    own = [key_node for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge"]
     loader.flatten_mapping(node)
     seen: dict[Any, yaml.Node] = {}
-    for key_node, _ in node.value:
+    for key_node in own:
         key = loader.construct_object(key_node, deep=True)
         try:
             duplicate = key in seen
@@ -92,7 +94,7 @@ def load_yaml(path: Path) -> Any:
         loader = _StrictLoader(text)
         try:
             node = loader.get_single_node()
-            if node is None:
+            if node is None or (isinstance(node, yaml.ScalarNode) and node.value == "" and node.tag.endswith(":null")):
                 raise YamlProblem("", "the file is empty; a spec starts with 'spec: 1'")
             _expanded_size(node, {}, set())
             return loader.construct_document(node)

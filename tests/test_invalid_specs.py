@@ -3,54 +3,22 @@
 Each file's first line says what to expect: ``# expect: KEY.PATH: fragment of the message``. The key
 path may be empty (the problem is the whole file, e.g. an empty file); the line is then ``FILE: message``.
 
-Each file gets its own process running ``python -m boot2ipxe validate FILE``. Starting ~80 interpreters
-and importing jsonschema ~80 times would dominate the suite, so the processes are forked from one
-interpreter that has imported the package already ("zygote"): each child runs the ``boot2ipxe``
-module as ``__main__`` exactly as ``python -m`` does, with its own stdout, stderr and exit status, and
-an uncaught exception prints its traceback and exits 1 as Python itself would. The tests at the end
-of this file (and tests/test_cli_specs.py) start real ``python -m boot2ipxe`` processes.
+Each file gets its own ``python -m boot2ipxe validate FILE`` process, forked from one warm interpreter
+for speed (see clirun.py); the tests after the corpus start real interpreters.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from clirun import MIRROR, ROOT, Run, isolated_env, run_cli, run_forked
 
-ROOT = Path(__file__).resolve().parent.parent
 INVALID = ROOT / "tests" / "specs" / "invalid"
 SPECS = sorted(INVALID.glob("*.yaml"))
-# No real mirror: placeholders resolve to a port nothing listens on, and validate never fetches.
-MIRROR = ["--mirror", "debian=http://127.0.0.1:9/debian"]
 EXPECT_RE = re.compile(r"^# expect: (?P<path>\S*): (?P<fragment>.+)$")
-
-
-@dataclass(frozen=True)
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def isolated_env(tmp: Path) -> dict[str, str]:
-    """The environment minus anything that could configure a mirror, with an empty config directory."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOT2IPXE_")}
-    env["XDG_CONFIG_HOME"] = str(tmp)
-    env["PYTHONPATH"] = str(ROOT)
-    return env
-
-
-def run_cli(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> Run:
-    proc = subprocess.run(
-        [sys.executable, "-m", "boot2ipxe", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
-    )
-    return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
 def expectation(spec: Path) -> tuple[str, str]:
@@ -64,91 +32,12 @@ def relative(spec: Path) -> str:
     return spec.relative_to(ROOT).as_posix()
 
 
-# Runs in a fresh interpreter: reads a JSON list of [argv, stdout file, stderr file] and forks one child
-# per entry (a few at a time); prints the exit statuses as a JSON list.
-ZYGOTE = r"""
-import json, os, runpy, sys, traceback
-import boot2ipxe.cli, boot2ipxe.commands.specs, boot2ipxe.validate  # the import cost every child shares
-
-def child(argv, out, err):
-    for fd, name in ((1, out), (2, err)):
-        os.dup2(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
-    sys.argv = ["boot2ipxe", *argv]
-    code = 0
-    try:
-        runpy.run_module("boot2ipxe", run_name="__main__", alter_sys=True)
-    except SystemExit as exc:
-        if exc.code is None or isinstance(exc.code, int):
-            code = exc.code or 0
-        else:
-            print(exc.code, file=sys.stderr)
-            code = 1
-    except BaseException:
-        traceback.print_exc()
-        code = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-jobs = json.load(sys.stdin)
-status = [None] * len(jobs)
-running = {}
-for index, (argv, out, err) in enumerate(jobs):
-    if len(running) >= int(sys.argv[1]):
-        pid, raw = os.wait()
-        status[running.pop(pid)] = os.waitstatus_to_exitcode(raw)
-    pid = os.fork()
-    if pid == 0:
-        child(argv, out, err)
-    running[pid] = index
-while running:
-    pid, raw = os.wait()
-    status[running.pop(pid)] = os.waitstatus_to_exitcode(raw)
-print(json.dumps(status))
-"""
-
-
-def run_forked(argvs: list[list[str]], env: dict[str, str], scratch: Path) -> list[Run]:
-    """``python -m boot2ipxe ARGV`` for each argv, each in its own process forked from one warm interpreter."""
-    jobs = [[argv, str(scratch / f"{i}.out"), str(scratch / f"{i}.err")] for i, argv in enumerate(argvs)]
-    workers = str(max(2, os.cpu_count() or 2))
-    zygote = subprocess.run(
-        [sys.executable, "-c", ZYGOTE, workers],
-        input=json.dumps(jobs),
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    codes = json.loads(zygote.stdout)
-    return [
-        Run(code, Path(out).read_text(errors="replace"), Path(err).read_text(errors="replace"))
-        for code, (_, out, err) in zip(codes, jobs, strict=True)
-    ]
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     """validate run once per spec, each in its own process."""
     env = isolated_env(tmp_path_factory.mktemp("config"))
     runs = run_forked([["validate", relative(spec), *MIRROR] for spec in SPECS], env, tmp_path_factory.mktemp("runs"))
     return {spec.name: run for spec, run in zip(SPECS, runs, strict=True)}
-
-
-def test_forked_runs_behave_like_python_m(tmp_path: Path) -> None:
-    """The shortcut above is only valid if it gives what a real ``python -m boot2ipxe`` gives."""
-    env = isolated_env(tmp_path)
-    argvs = [
-        ["validate", relative(INVALID / "size-zero.yaml"), *MIRROR],
-        ["validate", "platforms/x86-uefi.yaml", *MIRROR],
-        ["validate", "--bogus"],
-    ]
-    forked = run_forked(argvs, env, tmp_path)
-    real = [run_cli(argv, env) for argv in argvs]
-    assert forked == real
-    assert [r.returncode for r in real] == [2, 0, 2]
 
 
 def test_the_folder_covers_enough_rules() -> None:

@@ -146,7 +146,7 @@ def _build(path: Path, shown: str, digest: str, data: dict[str, Any], out: Colle
         ipxe=ipxe,
         source_date_epoch=epoch,
     )
-    _check_names(out, spec)
+    _check_names(out, spec, data)
     _check_references(out, spec, data)
     _check_chain(out, spec)
     return spec
@@ -314,9 +314,13 @@ def dest_problem(dest: str) -> str | None:
     """Why a FAT destination path is unusable, or None."""
     if dest.startswith("/"):
         return f"'{dest}' must be relative to the filesystem root (drop the leading /)"
+    if "\\" in dest:
+        return f"'{dest}' has a backslash: separate directories with / (and FAT cannot store \\ in a name)"
     parts = dest.split("/")
     if ".." in parts:
         return f"'{dest}' must not contain '..'"
+    if str(PurePosixPath(dest)) == ".":
+        return f"'{dest}' names the root directory, not a file"
     if str(PurePosixPath(dest)) != dest or "." in parts or "" in parts:
         return f"'{dest}' is not normalised: write it as '{PurePosixPath(dest)}'"
     for part in parts:
@@ -328,14 +332,21 @@ def dest_problem(dest: str) -> str | None:
     return None
 
 
-def _check_names(out: Collector, spec: Spec) -> None:
+def _check_names(out: Collector, spec: Spec, data: dict[str, Any]) -> None:
     seen: dict[str, int] = {}
     labels: dict[str, int] = {}
+    guids: dict[str, int] = {}
     for p in spec.partitions:
         where = f"partitions[{p.index - 1}]"
         if p.name in seen:
             out.error(f"{where}.name", f"'{p.name}' is already the name of partitions[{seen[p.name]}]")
         seen.setdefault(p.name, p.index - 1)
+        if "uuid" in data["partitions"][p.index - 1]:
+            if spec.disk.table != "gpt":
+                out.warn(f"{where}.uuid", "only a GPT stores partition GUIDs; an MBR ignores it")
+            elif p.uuid in guids:
+                out.error(f"{where}.uuid", f"{p.uuid} is already the GUID of partitions[{guids[p.uuid]}]; GUIDs are unique")
+            guids.setdefault(p.uuid, p.index - 1)
         if p.label:
             # Labels find partitions (boot2container looks for B2C_CACHE): unique across kinds, ignoring case.
             key = p.label.casefold()
@@ -423,9 +434,13 @@ def _check_chain(out: Collector, spec: Spec) -> None:
             out.error("ipxe.firmware", "is 'uefi' but the chain runs iPXE from U-Boot: set firmware: u-boot")
     elif spec.ipxe is not None and spec.ipxe.firmware == "u-boot":
         out.error("ipxe.firmware", "is 'u-boot' but the chain has no u-boot stage")
+    if "u-boot" in chain and "ipxe" in chain and "efi" not in chain:
+        out.warn("chain", "U-Boot starts iPXE as an EFI application (bootefi): write the chain as [..., u-boot, efi, ipxe]")
     if "rpi-firmware" in chain:
         if chain[0] != "rpi-firmware":
             out.error("chain", "rpi-firmware is the first stage: the Raspberry Pi boot ROM starts it")
+        if spec.arch not in ("arm64", "arm32"):
+            out.error("arch", f"rpi-firmware boots Raspberry Pi boards, which are arm64 or arm32, not {spec.arch}")
         first = spec.partitions[0]
         if spec.disk.table == "mbr" and first.mbr_type not in RPI_BOOT_MBR_TYPES:
             out.error(

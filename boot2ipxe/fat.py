@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from boot2ipxe.units import GiB, MiB, ceil_div
+from boot2ipxe.units import GiB, MiB, ceil_div, format_size
 
 SECTOR = 512
 DIR_ENTRY = 32
@@ -114,7 +114,7 @@ def fat_geometry(sectors: int, bits: int | None, hidden: int = 0) -> FatGeometry
     if geometry.clusters < low:
         smaller = {32: "16", 16: "12"}[bits]
         raise FatError(
-            f"FAT{bits} needs at least {low} clusters but {sectors * SECTOR // 1024}KiB gives {geometry.clusters}: "
+            f"FAT{bits} needs at least {low} clusters but {format_size(sectors * SECTOR)} gives {geometry.clusters}: "
             f"make the partition at least {_smallest_mib(bits, sectors)}MiB or use fat: {smaller}"
         )
     if geometry.clusters > high:

@@ -270,8 +270,8 @@ def _plan_raw(
                 )
         for o_start, o_end, other in placed:
             if start < o_end and o_start < end:
-                out.error(f"{where}.offset", f"{span} overlap {other} (bytes {o_start}-{o_end - 1})")
-        placed.append((start, end, f"{where} (source {raw.source})"))
+                out.error(f"{where}.offset", f"{span} overlap {other}, bytes {o_start}-{o_end - 1})")
+        placed.append((start, end, f"{where} (source {raw.source}"))
     return tuple(raws)
 
 

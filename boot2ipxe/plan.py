@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from boot2ipxe.errors import Problem, SpecInvalid
 from boot2ipxe.fat import SECTOR, FatError, FatGeometry, directory_clusters, fat_geometry, name_slots
 from boot2ipxe.model import Partition, Spec
+from boot2ipxe.scripts import lint_script
 from boot2ipxe.spec import Collector, derived_guid
 from boot2ipxe.units import MAX_SIZE, align_up, ceil_div, format_size, human_size
 
@@ -358,6 +359,11 @@ def _plan_partition(
             data = render(out, f"{where}.files[{j}].{f.kind}", spec, f.content, f.template, context)
         size = len(data) if data is not None else known.get(f.source or "")
         files.append(PlannedFile(f.dest, f.kind, f.source, data, size))
+        ipxe = spec.ipxe
+        if ipxe and ipxe.script and part.name == ipxe.partition and f.dest.casefold() == ipxe.script.casefold() and data:
+            # The script iPXE runs at boot: under U-Boot, a command that waits hangs it for good.
+            for line, message in lint_script(data.decode("utf-8", "replace"), ipxe.firmware):
+                out.error(f"{where}.files[{j}].{f.kind}", f"{f.dest} line {line}: {message}")
     fat = None
     ext4 = None
     if part.filesystem == "vfat":

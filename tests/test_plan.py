@@ -402,3 +402,36 @@ def test_template_context(tmp_path: Path) -> None:
         "hello", "4", "synthetic", "x86_64", "uefi", "context", "test", "mbr", "67108864", plan.disk_id,
         "1", "1048576", "16777216", "BOOT", "vfat", "cache",
     ]  # fmt: skip
+
+
+def test_uboot_script_lint_is_reported_with_other_plan_problems(tmp_path: Path) -> None:
+    path = tmp_path / "lint.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            spec: 1
+            name: lint
+            arch: arm64
+            chain: [u-boot, efi, ipxe]
+            sources:
+              spl: {sha256: abababababababababababababababababababababababababababababababab, size: 65536,
+                    origins: [{url: "http://127.0.0.1:9/spl"}]}
+              ipxe: {sha256: cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd, origins: [{url: "http://127.0.0.1:9/i"}]}
+            disk: {table: gpt}
+            partitions:
+              - name: boot
+                type: efi-system
+                size: 64MiB
+                filesystem: vfat
+                files:
+                  - {dest: EFI/BOOT/BOOTAA64.EFI, source: ipxe}
+                  - {dest: autoexec.ipxe, content: "#!ipxe\\ndhcp\\nprompt Press a key\\n"}
+            raw: [{source: spl, offset: 8KiB}]
+            ipxe: {partition: boot, binary: EFI/BOOT/BOOTAA64.EFI, script: autoexec.ipxe, firmware: u-boot}
+            """
+        )
+    )
+    raw, script = problems_of(path)
+    assert (raw.path, script.path) == ("raw[0].offset", "partitions[0].files[1].content")
+    assert raw.message.startswith("bytes 8192-73727 overlap the GPT header and entry array")
+    assert script.message.startswith("autoexec.ipxe line 3: 'prompt' waits for a key press")

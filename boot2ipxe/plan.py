@@ -341,6 +341,10 @@ def render(
         out.error(where, f"template not found: {exc.name} (looked beside {shown} and beside the spec)")
     except jinja2.TemplateError as exc:
         out.error(where, f"template error in {shown}: {' '.join(str(exc).split())}")
+    except (OSError, UnicodeError) as exc:
+        out.error(where, f"cannot read {shown}: {exc} (templates are UTF-8 text files)")
+    except Exception as exc:  # templates are user code: {{ 1 / 0 }}, {{ "a" + 1 }}, runaway recursion...
+        out.error(where, f"template error in {shown}: {type(exc).__name__}: {' '.join(str(exc).split())}")
     return None
 
 

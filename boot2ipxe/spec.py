@@ -59,16 +59,23 @@ def derived_u32(*parts: str) -> int:
     return int.from_bytes(digest[:4], "big") or 1
 
 
+def one_line(text: str) -> str:
+    """``text`` with newlines and other control characters escaped: a problem is one line, whatever the spec holds."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 class Collector:
     def __init__(self, file: str) -> None:
         self.file = file
         self.problems: list[Problem] = []
 
     def error(self, path: str, message: str) -> None:
-        self.problems.append(Problem(self.file, path, message))
+        self.problems.append(Problem(self.file, one_line(path), one_line(message)))
 
     def warn(self, path: str, message: str) -> None:
-        self.problems.append(Problem(self.file, path, message, "warning"))
+        self.problems.append(Problem(self.file, one_line(path), one_line(message), "warning"))
 
     @property
     def failed(self) -> bool:
@@ -169,8 +176,10 @@ def _source(out: Collector, base: Path, sid: str, entry: dict[str, Any], mirrors
                     out.error(f"{where}.url", unresolved_message(match.group(1)))
         file_path = None
         if "path" in origin:
-            file_path = (base / origin["path"]).resolve()
-            if not file_path.is_file() and len(entry["origins"]) == 1:
+            file_path, exists = local_file(base, origin["path"])
+            if file_path is None:
+                out.error(f"{where}.path", f"{origin['path']!r} is not a usable file name")
+            elif not exists and len(entry["origins"]) == 1:
                 out.error(f"{where}.path", f"{origin['path']} does not exist next to the spec ({file_path})")
         origins.append(Origin(url, file_path, origin.get("extract"), origin.get("archive-sha256")))
     return Source(sid, entry["sha256"], tuple(origins), entry.get("size"))
@@ -304,10 +313,21 @@ def _file(out: Collector, base: Path, where: str, entry: dict[str, Any]) -> File
         out.error(f"{where}.dest", problem)
     template = None
     if "template" in entry:
-        template = (base / entry["template"]).resolve()
-        if not template.is_file():
+        template, exists = local_file(base, entry["template"])
+        if template is None:
+            out.error(f"{where}.template", f"{entry['template']!r} is not a usable file name")
+        elif not exists:
             out.error(f"{where}.template", f"{entry['template']} does not exist next to the spec ({template})")
     return FileEntry(dest, entry.get("source"), template, entry.get("content"))
+
+
+def local_file(base: Path, relative: str) -> tuple[Path | None, bool]:
+    """(absolute path, whether it is a file) for a path in the spec; (None, False) if no file can have that name."""
+    try:
+        path = (base / relative).resolve()
+        return path, path.is_file()
+    except (OSError, ValueError):  # a NUL byte, a name longer than the filesystem allows, a symlink loop...
+        return None, False
 
 
 def dest_problem(dest: str) -> str | None:

@@ -435,3 +435,54 @@ def test_uboot_script_lint_is_reported_with_other_plan_problems(tmp_path: Path) 
     assert (raw.path, script.path) == ("raw[0].offset", "partitions[0].files[1].content")
     assert raw.message.startswith("bytes 8192-73727 overlap the GPT header and entry array")
     assert script.message.startswith("autoexec.ipxe line 3: 'prompt' waits for a key press")
+
+
+def test_problems_stay_on_one_line_whatever_the_values(tmp_path: Path) -> None:
+    path = write_spec(
+        tmp_path,
+        """\
+        disk: {table: mbr}
+        partitions:
+          - name: boot
+            type: "fat\\n16"
+            size: 8MiB
+            filesystem: vfat
+            files: [{dest: "two\\nlines", content: "x"}, {dest: "TWO\\nLINES", content: "y"}]
+        """,
+    )
+    problems = problems_of(path)
+    assert [p.path for p in problems] == [
+        "partitions[0].type",
+        "partitions[0].files[0].dest",
+        "partitions[0].files[1].dest",  # a newline is not a FAT character
+        "partitions[0].files[1].dest",  # and the two names differ only in case
+    ]
+    assert all("\n" not in p.message for p in problems)
+    assert "unknown type 'fat\\n16'" in problems[0].message
+
+
+def test_template_failures_are_problems_not_crashes(tmp_path: Path) -> None:
+    (tmp_path / "latin1.j2").write_bytes(b"caf\xe9\n")
+    path = write_spec(
+        tmp_path,
+        """\
+        disk: {table: gpt}
+        partitions:
+          - name: esp
+            type: efi-system
+            size: 64MiB
+            filesystem: vfat
+            files:
+              - {dest: a, template: latin1.j2}
+              - {dest: b, content: "{{ 'a' + 1 }}"}
+              - {dest: c, content: "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}"}
+              - {dest: d, content: "{{ ''.__class__.__mro__ }}"}
+              - {dest: e, template: "nul\\0byte.j2"}
+        """,
+    )
+    messages = {p.path: p.message for p in problems_of(path)}
+    assert messages["partitions[0].files[0].template"].startswith("cannot read latin1.j2: 'utf-8' codec can't decode")
+    assert messages["partitions[0].files[1].content"].startswith("template error in the inline content: TypeError:")
+    assert messages["partitions[0].files[2].content"].startswith("template error in the inline content: RecursionError")
+    assert "is unsafe" in messages["partitions[0].files[3].content"]  # the sandbox
+    assert messages["partitions[0].files[4].template"] == "'nul\\x00byte.j2' is not a usable file name"

@@ -308,7 +308,7 @@ def test_x86_machine_image_boots_over_mutual_tls(
                 result = boot(
                     argv,
                     [serial],
-                    [*DISK_IPXE, *fetching, r"boot/ipxe\?.*https://ipxe\.org/[0-9a-f]{8}"],
+                    [*DISK_IPXE, *fetching, r"/boot/ipxe\.\.\. .*\(https://ipxe\.org/[0-9a-f]{8}\)"],
                     timeout=60,
                     log=tmp_path / f"{image.stem}.boot.log",
                     forbidden=DISK_NOT_BOOTED,

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from boot2ipxe.commands.common import add_json_option, add_mirror_option, mirrors_from, print_json
+from boot2ipxe.commands.common import add_cache_options, add_json_option, add_mirror_option, mirrors_from, print_json
 from boot2ipxe.errors import EXIT_OK, InputError
 from boot2ipxe.units import format_size, human_size
 from boot2ipxe.validate import require_valid
@@ -31,8 +31,7 @@ def register(sub: Any) -> None:
         metavar="SECONDS",
         help="timestamps inside the image (default: $SOURCE_DATE_EPOCH, else the spec's source-date-epoch, else 1980)",
     )
-    p.add_argument("--offline", action="store_true", help="use only the cache; fail naming any missing blob")
-    p.add_argument("--cache-dir", type=Path, metavar="DIR", help="blob cache (default: $BOOT2IPXE_CACHE or ~/.cache/boot2ipxe)")
+    add_cache_options(p)
     add_mirror_option(p)
     add_json_option(p)
     p.set_defaults(handler=cmd_build)

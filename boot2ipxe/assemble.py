@@ -22,6 +22,7 @@ from boot2ipxe import __version__
 from boot2ipxe.errors import BuildError, InputError
 from boot2ipxe.fat import SECTOR, FatGeometry, read_boot_sector
 from boot2ipxe.model import Blob
+from boot2ipxe.outputs import write_atomic
 from boot2ipxe.sparse import hash_image
 from boot2ipxe.tools import run
 
@@ -217,12 +218,6 @@ def pending_file(target: Path, suffix: str = "") -> Iterator[Path]:
         path.unlink(missing_ok=True)
 
 
-def write_text_atomic(target: Path, text: str) -> None:
-    with pending_file(target) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(target)
-
-
 def build_image(plan: Plan, blobs: Mapping[str, Blob], output: Path, epoch: int) -> BuildResult:
     """Write the image at ``output`` (atomically), with its .sha256 and .manifest.json."""
     if output.exists() and output.is_dir():
@@ -242,6 +237,6 @@ def build_image(plan: Plan, blobs: Mapping[str, Blob], output: Path, epoch: int)
             sidecar.unlink(missing_ok=True)
         tmp.replace(output)
         tmp_bmap.replace(bmap_file)
-    write_text_atomic(sha_file, f"{digest}  {output.name}\n")
-    write_text_atomic(manifest_file, json.dumps(manifest, indent=2) + "\n")
+    write_atomic(sha_file, f"{digest}  {output.name}\n".encode())
+    write_atomic(manifest_file, (json.dumps(manifest, indent=2) + "\n").encode())
     return BuildResult(output, digest, manifest)

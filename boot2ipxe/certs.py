@@ -114,6 +114,11 @@ def fingerprint_sha256(cert_der: bytes) -> str:
     return hashlib.sha256(cert_der).hexdigest()
 
 
+# iPXE checks the server's certificate chain against its clock; under U-Boot that clock reads 1970 and
+# Debian's iPXE has no ntp command, so a CA and server certificate for such machines start at the epoch.
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def _now(now: dt.datetime | None) -> dt.datetime:
     return (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
 
@@ -131,9 +136,17 @@ def _ski(key: rsa.RSAPrivateKey) -> x509.SubjectKeyIdentifier:
 
 
 def init_ca(
-    directory: Path, *, bits: int = 3072, years: int = 20, common_name: str = DEFAULT_CA_NAME, now: dt.datetime | None = None
+    directory: Path,
+    *,
+    bits: int = 3072,
+    years: int = 20,
+    common_name: str = DEFAULT_CA_NAME,
+    now: dt.datetime | None = None,
+    not_before: dt.datetime | None = None,
 ) -> CertificateAuthority:
-    """Create a self-signed gateway CA in ``directory``; refuses if one is there already."""
+    """Create a self-signed gateway CA in ``directory``; refuses if one is there already.
+
+    ``not_before`` backdates the start of validity, for machines without a clock (see ``EPOCH``)."""
     if bits not in CA_BITS:
         raise InputError(f"CA key size {bits}: choose 3072 or 4096 bits (iPXE handles RSA up to {MAX_IPXE_RSA_BITS})")
     existing = [n for n in (CA_CERT, CA_KEY) if (directory / n).exists()]
@@ -152,7 +165,7 @@ def init_ca(
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(start - CLOCK_SKEW)
+        .not_valid_before(not_before or start - CLOCK_SKEW)
         .not_valid_after(_years(start, years))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
@@ -212,6 +225,7 @@ def _sign_leaf(
     years: int,
     now: dt.datetime | None,
     san: Sequence[x509.GeneralName] = (),
+    not_before: dt.datetime | None = None,
 ) -> x509.Certificate:
     start = _now(now)
     end = min(_years(start, years), ca.certificate.not_valid_after_utc)
@@ -222,7 +236,7 @@ def _sign_leaf(
         .issuer_name(ca.certificate.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(start - CLOCK_SKEW)
+        .not_valid_before(max(not_before, ca.certificate.not_valid_before_utc) if not_before else start - CLOCK_SKEW)
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
@@ -283,7 +297,13 @@ def issue_machines(
 
 
 def issue_server(
-    directory: Path, hostnames: Sequence[str], *, force: bool = False, years: int = 3, now: dt.datetime | None = None
+    directory: Path,
+    hostnames: Sequence[str],
+    *,
+    force: bool = False,
+    years: int = 3,
+    now: dt.datetime | None = None,
+    not_before: dt.datetime | None = None,
 ) -> Path:
     """A TLS server certificate from the CA, for a boot server that machines trusting this CA (e.g. through the
     ESL) accept. Writes ``servers/HOST/{server.key.pem, server.crt.pem, fullchain.pem}``; the full chain ends with
@@ -306,7 +326,7 @@ def issue_server(
     ca = load_ca(directory, now=now)
     make_private_dir(out)
     key = rsa.generate_private_key(public_exponent=65537, key_size=CLIENT_BITS)
-    cert = _sign_leaf(ca, key, hostnames[0], ExtendedKeyUsageOID.SERVER_AUTH, years, now, san)
+    cert = _sign_leaf(ca, key, hostnames[0], ExtendedKeyUsageOID.SERVER_AUTH, years, now, san, not_before)
     pem = cert.public_bytes(serialization.Encoding.PEM)
     write_secret(out / "server.key.pem", _pkcs1(key, serialization.Encoding.PEM))
     write_atomic(out / "server.crt.pem", pem)

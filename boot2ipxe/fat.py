@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from boot2ipxe.units import GiB, MiB, ceil_div
+from boot2ipxe.units import GiB, MiB, ceil_div, format_size
 
 SECTOR = 512
 DIR_ENTRY = 32
@@ -114,7 +114,7 @@ def fat_geometry(sectors: int, bits: int | None, hidden: int = 0) -> FatGeometry
     if geometry.clusters < low:
         smaller = {32: "16", 16: "12"}[bits]
         raise FatError(
-            f"FAT{bits} needs at least {low} clusters but {sectors * SECTOR // 1024}KiB gives {geometry.clusters}: "
+            f"FAT{bits} needs at least {low} clusters but {format_size(sectors * SECTOR)} gives {geometry.clusters}: "
             f"make the partition at least {_smallest_mib(bits, sectors)}MiB or use fat: {smaller}"
         )
     if geometry.clusters > high:
@@ -137,10 +137,17 @@ def directory_clusters(entries: list[str], cluster_bytes: int) -> int:
     return max(1, ceil_div(slots * DIR_ENTRY, cluster_bytes))
 
 
+SHORT_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'()-@^_`{}~")
+
+
 def name_slots(name: str) -> int:
-    """Directory slots one name takes: the 8.3 entry plus VFAT long-name entries when needed."""
+    """Directory slots one name takes: the 8.3 entry plus VFAT long-name entries when needed.
+
+    Only upper-case names made of 8.3 characters fit a short entry alone; anything else (lower case,
+    spaces, + , ; = [ ], a second dot, longer parts) also takes ceil(UTF-16 length / 13) long-name slots.
+    """
     base, _, ext = name.rpartition(".") if "." in name else (name, "", "")
-    short_ok = name == name.upper() and 0 < len(base) <= 8 and len(ext) <= 3 and name.count(".") <= 1 and " " not in name
+    short_ok = 0 < len(base) <= 8 and len(ext) <= 3 and set(base + ext) <= SHORT_NAME_CHARS
     return 1 if short_ok else 1 + ceil_div(len(name.encode("utf-16-le")) // 2, 13)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from boot2ipxe.assemble import FAT_EPOCH, pending_file, tool_env
-from boot2ipxe.errors import BuildError, InputError, ToolError
+from boot2ipxe.errors import BuildError, InputError
 from boot2ipxe.fat import SECTOR
 from boot2ipxe.fatfs import FatReader
 from boot2ipxe.inspect import ImageReport, inspect_image
@@ -86,17 +86,30 @@ def copy_sparse(source: Path, target: Path) -> None:
     run(["cp", "--reflink=auto", "--sparse=always", str(source), str(target)])
 
 
+def check_room(base: Path, target: Target, files: Mapping[str, bytes]) -> None:
+    """Refuse, naming the base, when the files cannot fit in iPXE's FAT partition."""
+    with base.open("rb") as f:
+        reader = FatReader(f, target.offset)
+        cluster = reader.geometry.cluster_bytes
+        free = (reader.geometry.clusters - _used_clusters(reader)) * cluster
+        replaced = 0
+        for dest in files:
+            entry = reader.find(dest)
+            replaced += -(-entry.size // cluster) * cluster if entry is not None and not entry.is_dir else 0
+    needed = sum(-(-len(data) // cluster) * cluster for data in files.values())
+    if needed > free + replaced:
+        raise InputError(
+            f"{base}: partition {target.partition} has {free + replaced} bytes free for the injected files, "
+            f"which need {needed}: use a base with a larger FAT partition"
+        )
+
+
 def write_files(image: Path, offset: int, files: Mapping[str, bytes], epoch: int, staging: Path) -> None:
     """Replace or add files in the FAT at ``offset``, then read them back."""
     env = tool_env(max(epoch, FAT_EPOCH))
     target = f"{image}@@{offset}"
     with image.open("rb") as f:
-        reader = FatReader(f, offset)
-        existing = {e.path.casefold() for e in reader.entries() if e.is_dir}
-        free = (reader.geometry.clusters - _used_clusters(reader)) * reader.geometry.cluster_bytes
-    needed = sum(len(data) for data in files.values())
-    if needed > free + sum(_current_size(image, offset, dest) for dest in files):
-        raise InputError(f"{image}: the FAT partition has {free} bytes free, the injected files need {needed}: use a larger base")
+        existing = {e.path.casefold() for e in FatReader(f, offset).entries() if e.is_dir}
     directories = sorted({str(d) for dest in files for d in PurePosixPath(dest).parents if str(d) != "."}, key=len)
     missing = [d for d in directories if d.casefold() not in existing]
     if missing:
@@ -104,12 +117,7 @@ def write_files(image: Path, offset: int, files: Mapping[str, bytes], epoch: int
     for number, (dest, data) in enumerate(sorted(files.items())):
         staged = staging / f"{number}-{PurePosixPath(dest).name}"
         staged.write_bytes(data)
-        try:
-            run(["mcopy", "-o", "-Q", "-i", target, str(staged), f"::/{dest}"], env=env)
-        except ToolError as exc:
-            if "full" in exc.stderr.lower():
-                raise InputError(f"{image}: no room for {dest} on the FAT partition: use a base with a larger one") from None
-            raise
+        run(["mcopy", "-o", "-Q", "-i", target, str(staged), f"::/{dest}"], env=env)
     with image.open("rb") as f:
         reader = FatReader(f, offset)
         for dest, data in files.items():
@@ -122,16 +130,11 @@ def _used_clusters(reader: FatReader) -> int:
     return sum(-(-e.size // cluster) if not e.is_dir else 1 for e in reader.entries()) + 1
 
 
-def _current_size(image: Path, offset: int, dest: str) -> int:
-    with image.open("rb") as f:
-        entry = FatReader(f, offset).find(dest)
-        return entry.size if entry is not None else 0
-
-
 def inject_image(base: Path, output: Path, target: Target, files: Mapping[str, bytes], epoch: int) -> None:
     """Write ``output``: a copy of ``base`` with ``files`` placed on iPXE's partition (mode 0600: it may hold a key)."""
     if output.resolve() == base.resolve():
         raise InputError(f"{output}: is the base image; choose another output path")
+    check_room(base, target, files)
     with pending_file(output) as tmp, tempfile.TemporaryDirectory(prefix="boot2ipxe-inject-") as staging:
         copy_sparse(base, tmp)  # onto mkstemp's 0600 file: cp keeps the target's mode
         write_files(tmp, target.offset, files, epoch, Path(staging))

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import PurePosixPath
-from typing import Any
-
-import jinja2
-import jinja2.sandbox
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
 from boot2ipxe.errors import Problem, SpecInvalid
 from boot2ipxe.fat import SECTOR, FatError, FatGeometry, directory_clusters, fat_geometry, name_slots
 from boot2ipxe.model import Partition, Spec
+from boot2ipxe.scripts import lint_script
 from boot2ipxe.spec import Collector, derived_guid
-from boot2ipxe.units import align_up, ceil_div, format_size, human_size
+from boot2ipxe.units import MAX_SIZE, align_up, ceil_div, format_size, human_size
 
 GPT_ENTRY_SECTORS = 32  # 128 entries of 128 bytes
 GPT_RESERVED_START = 2 + GPT_ENTRY_SECTORS  # protective MBR, header, entries
@@ -27,6 +25,10 @@ MBR_PROTECTED = (440, 512)  # disk signature, partition table and 0x55AA; boot c
 MBR_MAX_SECTOR = 2**32 - 1
 EXT4_BLOCK = 4096
 RESERVED_TEMPLATE_NAMES = ("platform", "partitions", "disk")
+TYPE_FAT_BITS = {"fat12": 12, "fat16": 16, "fat16-lba": 16, "fat32": 32, "fat32-lba": 32}
+
+if TYPE_CHECKING:
+    import jinja2
 
 
 @dataclass(frozen=True)
@@ -201,7 +203,11 @@ def make_plan(spec: Spec, sizes: Mapping[str, int] | None = None) -> tuple[Plan 
             out.error(f"{where}.size", "ends beyond 2TiB, which an MBR cannot address; use table: gpt")
         for other_start, other_end, other in extents:
             if start < other_end and other_start < start + sectors:
-                out.error(where, f"overlaps partitions[{other}] (sectors {other_start}-{other_end - 1})")
+                out.error(
+                    where,
+                    f"sectors {start}-{start + sectors - 1} overlap partitions[{other}] (sectors {other_start}-{other_end - 1}): "
+                    "move or shrink one of them",
+                )
         extents.append((start, start + sectors, part.index - 1))
         cursor = start + sectors
 
@@ -245,25 +251,28 @@ def _plan_raw(
         where = f"raw[{i}]"
         size = known.get(raw.source)
         raws.append(PlannedRaw(raw.source, raw.offset, size))
-        length = size if size is not None else 1
+        # Without a size pin only the first byte is known; `build` checks again once the blob is fetched.
+        length = max(size, 1) if size is not None else 1
         start, end = raw.offset, raw.offset + length
+        span = f"bytes {start}-{end - 1}" if size is not None else f"byte {start} (size unknown: pin sources.{raw.source}.size)"
         if end > total * SECTOR:
-            out.error(f"{where}.offset", f"writes up to byte {end}, beyond the end of the {format_size(total * SECTOR)} disk")
+            out.error(f"{where}.offset", f"{span} go beyond the end of the {format_size(total * SECTOR)} disk")
         for p_start, p_end, what in protected:
             if start < p_end and p_start < end:
-                hint = " (move the GPT with a different layout or use table: mbr)" if gpt and "entry" in what else ""
-                out.error(f"{where}.offset", f"bytes {start}-{end - 1} overlap {what}{hint}")
+                hint = "; a boot ROM that reads here needs table: mbr" if gpt and "entry" in what else ": move the write"
+                out.error(f"{where}.offset", f"{span} overlap {what}{hint}")
         for s_start, s_end, number in extents:
             part = spec.partitions[number]
             if start < s_end * SECTOR and s_start * SECTOR < end and part.filesystem != "none":
                 out.error(
                     f"{where}.offset",
-                    f"overlaps partitions[{number}] ('{part.name}'), which holds a {part.filesystem} filesystem",
+                    f"{span} overlap partitions[{number}] ('{part.name}'), which holds a {part.filesystem} filesystem: "
+                    "move the write, or reserve the space with filesystem: none",
                 )
         for o_start, o_end, other in placed:
             if start < o_end and o_start < end:
-                out.error(f"{where}.offset", f"overlaps {other}")
-        placed.append((start, end, where))
+                out.error(f"{where}.offset", f"{span} overlap {other}, bytes {o_start}-{o_end - 1})")
+        placed.append((start, end, f"{where} (source {raw.source}"))
     return tuple(raws)
 
 
@@ -290,9 +299,11 @@ def _template_context(out: Collector, spec: Spec, extents: list[tuple[int, int, 
     }
 
 
-def _environment(spec: Spec) -> jinja2.Environment:
+def _environment(search: list[Path]) -> jinja2.Environment:
+    import jinja2.sandbox  # imported when a spec has templates: it is a good part of the CLI's start-up time
+
     return jinja2.sandbox.ImmutableSandboxedEnvironment(
-        loader=jinja2.FileSystemLoader(str(spec.path.resolve().parent)),
+        loader=jinja2.FileSystemLoader([str(d) for d in search]),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
@@ -300,20 +311,40 @@ def _environment(spec: Spec) -> jinja2.Environment:
 
 
 def render(
-    out: Collector, where: str, spec: Spec, text: str | None, template: str | None, context: dict[str, Any]
+    out: Collector, where: str, spec: Spec, text: str | None, template: Path | None, context: dict[str, Any]
 ) -> bytes | None:
-    env = _environment(spec)
+    """Inline ``text`` or the ``template`` file rendered with ``context``; None (and a problem) when it fails.
+
+    Includes are looked up beside the template first, then beside the spec.
+    """
+    import jinja2
+
+    base = spec.path.resolve().parent
+    shown = "the inline content"
     try:
-        compiled = env.from_string(text) if text is not None else env.get_template(template or "")
+        if template is not None:
+            shown = template.relative_to(base).as_posix() if template.is_relative_to(base) else str(template)
+            env = _environment([template.parent, base])
+            compiled = env.get_template(template.name)
+        else:
+            env = _environment([base])
+            compiled = env.from_string(text or "")
         return compiled.render(context).encode("utf-8")
     except jinja2.UndefinedError as exc:
-        out.error(where, f"template error: {exc.message}; define it under vars")
+        out.error(where, f"template error: {exc.message}; define it under vars (or fix the name)")
     except jinja2.TemplateSyntaxError as exc:
-        out.error(where, f"template syntax error at line {exc.lineno}: {exc.message}")
+        place = f"in {shown} line {exc.lineno}"
+        if template is not None and exc.name not in (None, template.name):
+            place = f"in {exc.name} line {exc.lineno} (included by {shown})"
+        out.error(where, f"template syntax error {place}: {' '.join(exc.message.split()) if exc.message else 'invalid'}")
     except jinja2.TemplateNotFound as exc:
-        out.error(where, f"template not found: {exc.name}")
+        out.error(where, f"template not found: {exc.name} (looked beside {shown} and beside the spec)")
     except jinja2.TemplateError as exc:
-        out.error(where, f"template error: {exc}")
+        out.error(where, f"template error in {shown}: {' '.join(str(exc).split())}")
+    except (OSError, UnicodeError) as exc:
+        out.error(where, f"cannot read {shown}: {exc} (templates are UTF-8 text files)")
+    except Exception as exc:  # templates are user code: {{ 1 / 0 }}, {{ "a" + 1 }}, runaway recursion...
+        out.error(where, f"template error in {shown}: {type(exc).__name__}: {' '.join(str(exc).split())}")
     return None
 
 
@@ -324,16 +355,19 @@ def _plan_partition(
     start, end, _ = extent
     sectors = end - start
     files = []
-    base = spec.path.resolve().parent
     for j, f in enumerate(part.files):
         data = None
-        if f.kind != "source":
-            template = None
-            if f.template is not None:
-                template = f.template.relative_to(base).as_posix() if f.template.is_relative_to(base) else str(f.template)
-            data = render(out, f"{where}.files[{j}].{f.kind}", spec, f.content, template, context)
+        if f.template is not None and not f.template.is_file():
+            pass  # the spec stage said so already
+        elif f.kind != "source":
+            data = render(out, f"{where}.files[{j}].{f.kind}", spec, f.content, f.template, context)
         size = len(data) if data is not None else known.get(f.source or "")
         files.append(PlannedFile(f.dest, f.kind, f.source, data, size))
+        ipxe = spec.ipxe
+        if ipxe and ipxe.script and part.name == ipxe.partition and f.dest.casefold() == ipxe.script.casefold() and data:
+            # The script iPXE runs at boot: under U-Boot, a command that waits hangs it for good.
+            for line, message in lint_script(data.decode("utf-8", "replace"), ipxe.firmware):
+                out.error(f"{where}.files[{j}].{f.kind}", f"{f.dest} line {line}: {message}")
     fat = None
     ext4 = None
     if part.filesystem == "vfat":
@@ -343,6 +377,12 @@ def _plan_partition(
             out.error(f"{where}.fat" if part.fat else f"{where}.size", str(exc))
         if fat is not None:
             _check_fit(out, where, part, fat, files, spec.disk.alignment)
+            said = TYPE_FAT_BITS.get(part.type_name)
+            if spec.disk.table == "mbr" and said is not None and said != fat.bits:
+                out.warn(
+                    f"{where}.type",
+                    f"{part.type_name} announces FAT{said} but the filesystem is FAT{fat.bits}: set fat: {said} or fix the type",
+                )
     elif part.filesystem == "ext4":
         blocks = sectors * SECTOR // EXT4_BLOCK
         if blocks < 2048:
@@ -395,17 +435,39 @@ def _check_fit(out: Collector, where: str, part: Partition, fat: FatGeometry, fi
         )
     if clusters <= fat.clusters:
         return
-    sectors = fat.sectors
-    while True:  # the smallest aligned size that holds the files
-        sectors += alignment // SECTOR
+    need = f"the files need {human_size(clusters * fat.cluster_bytes)} ({clusters} clusters of {fat.cluster_bytes} bytes)"
+    have = f"FAT{fat.bits} here holds {human_size(fat.data_bytes)}"
+    smallest = smallest_fitting_size(files, part.fat, fat.sectors, fat.hidden_sectors, alignment)
+    if smallest is None:
+        what = f"more than FAT{part.fat} can hold: use fat: 32" if part.fat and part.fat != 32 else "more than fits any FAT"
+        out.error(f"{where}.size", f"{need} but {have}: {what}")
+    else:
+        out.error(f"{where}.size", f"{need} but {have}: make it at least {format_size(smallest)}")
+
+
+def smallest_fitting_size(files: list[PlannedFile], bits: int | None, sectors: int, hidden: int, alignment: int) -> int | None:
+    """Bytes: the smallest multiple of ``alignment`` above ``sectors`` whose FAT holds the files; None when none does.
+
+    Found by doubling then bisecting. Cluster sizes grow in steps, so fit is not perfectly monotone in size; the
+    answer always fits, and is the smallest except near a cluster-size step.
+    """
+    step = alignment // SECTOR
+
+    def fits(steps: int) -> bool:
         try:
-            bigger = fat_geometry(sectors, part.fat or fat.bits, fat.hidden_sectors)
+            geometry = fat_geometry(steps * step, bits, hidden)
         except FatError:
-            continue
-        if fat_clusters_needed(files, bigger)[0] <= bigger.clusters:
-            break
-    out.error(
-        f"{where}.size",
-        f"the files need {human_size(clusters * fat.cluster_bytes)} ({clusters} clusters of {fat.cluster_bytes} bytes) "
-        f"but FAT{fat.bits} here holds {human_size(fat.data_bytes)}: make it at least {format_size(sectors * SECTOR)}",
-    )
+            return False
+        return fat_clusters_needed(files, geometry)[0] <= geometry.clusters
+
+    low = sectors // step  # does not fit
+    high = low + 1
+    limit = MAX_SIZE // SECTOR // step
+    while not fits(high):
+        if high >= limit:
+            return None
+        low, high = high, min(limit, high * 2)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(middle) else (middle, high)
+    return high * step * SECTOR

@@ -44,6 +44,11 @@ def _explain(error: ValidationError) -> Iterator[tuple[str, str]]:
     path = list(error.absolute_path)
     schema = error.schema if isinstance(error.schema, dict) else {}
     kind = error.validator
+    if "propertyNames" in error.absolute_schema_path:
+        # The error is about a key, so point at the key itself.
+        what = schema.get("description", f"must match {schema.get('pattern', 'the schema')}")
+        yield key_path([*path, str(error.instance)]), f"'{error.instance}' is not {_article(what)}"
+        return
     if kind == "additionalProperties" and isinstance(error.instance, dict):
         allowed = sorted(schema.get("properties", {}))
         for key in sorted(set(error.instance) - set(allowed), key=str):
@@ -51,7 +56,7 @@ def _explain(error: ValidationError) -> Iterator[tuple[str, str]]:
         return
     if kind == "required":
         missing = str(error.message).split("'")[1] if "'" in error.message else error.message
-        yield key_path(path), f"missing required key '{missing}'"
+        yield key_path([*path, missing]), f"required key '{missing}' is missing"
         return
     if kind == "oneOf":
         alternatives = schema.get("oneOf", [])
@@ -60,6 +65,11 @@ def _explain(error: ValidationError) -> Iterator[tuple[str, str]]:
             present = [k for k in exclusive if isinstance(error.instance, dict) and k in error.instance]
             has = f" (has {', '.join(present)})" if present else ""
             yield key_path(path), f"needs exactly one of {', '.join(exclusive)}{has}"
+            return
+        if _is_size(schema):
+            rest = any(isinstance(alt, dict) and alt.get("const") == "rest" for alt in schema.get("oneOf", []))
+            hint = SIZE_HINT + (', or "rest" on the last partition' if rest else "")
+            yield key_path(path), f"{_show(error.instance)} is not a size: {hint}"
             return
         yield key_path(path), f"{_show(error.instance)} is not valid here: {schema.get('description', 'see docs/spec.md')}"
         return
@@ -72,6 +82,10 @@ def _explain(error: ValidationError) -> Iterator[tuple[str, str]]:
     if kind == "type":
         yield key_path(path), f"expected {_type_words(schema.get('type'))}, got {_type_name(error.instance)}"
         return
+    if kind in ("minimum", "maximum"):
+        bound = "at least" if kind == "minimum" else "at most"
+        yield key_path(path), f"must be {bound} {schema[kind]}, not {_show(error.instance)}"
+        return
     if kind == "pattern":
         hint = schema.get("description", f"must match {schema['pattern']}")
         yield key_path(path), f"{_show(error.instance)} is not valid: {hint}"
@@ -80,6 +94,22 @@ def _explain(error: ValidationError) -> Iterator[tuple[str, str]]:
         yield key_path(path), f"invalid key {_show(error.instance)}: {error.message}"
         return
     yield key_path(path), error.message
+
+
+SIZE_HINT = "use bytes or a number with B, KiB, MiB, GiB or TiB, such as 512, 8KiB, 4MiB or 1GiB"
+SIZE_REF = "#/$defs/size"
+
+
+def _is_size(schema: dict[str, Any]) -> bool:
+    """A size (the size definition itself, or a choice with a size among its alternatives)."""
+    alternatives = schema.get("oneOf", [])
+    if any(isinstance(alt, dict) and alt.get("$ref") == SIZE_REF for alt in alternatives):
+        return True
+    return any(isinstance(alt, dict) and "KiB" in str(alt.get("pattern", "")) for alt in alternatives)
+
+
+def _article(description: str) -> str:
+    return description if description.startswith(("a ", "an ", "must ")) else f"valid: {description}"
 
 
 def _show(value: Any) -> str:

@@ -29,7 +29,7 @@ from boot2ipxe.model import (
     Spec,
 )
 from boot2ipxe.schema import key_path, schema_problems
-from boot2ipxe.units import MiB, parse_size
+from boot2ipxe.units import MiB, format_size, parse_size
 from boot2ipxe.yamlio import YamlProblem, load_yaml
 
 DEFAULT_SOURCE_DATE_EPOCH = 315532800  # 1980-01-01T00:00:00Z: the earliest time FAT can store
@@ -59,16 +59,23 @@ def derived_u32(*parts: str) -> int:
     return int.from_bytes(digest[:4], "big") or 1
 
 
+def one_line(text: str) -> str:
+    """``text`` with newlines and other control characters escaped: a problem is one line, whatever the spec holds."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 class Collector:
     def __init__(self, file: str) -> None:
         self.file = file
         self.problems: list[Problem] = []
 
     def error(self, path: str, message: str) -> None:
-        self.problems.append(Problem(self.file, path, message))
+        self.problems.append(Problem(self.file, one_line(path), one_line(message)))
 
     def warn(self, path: str, message: str) -> None:
-        self.problems.append(Problem(self.file, path, message, "warning"))
+        self.problems.append(Problem(self.file, one_line(path), one_line(message), "warning"))
 
     @property
     def failed(self) -> bool:
@@ -146,7 +153,7 @@ def _build(path: Path, shown: str, digest: str, data: dict[str, Any], out: Colle
         ipxe=ipxe,
         source_date_epoch=epoch,
     )
-    _check_names(out, spec)
+    _check_names(out, spec, data)
     _check_references(out, spec, data)
     _check_chain(out, spec)
     return spec
@@ -169,8 +176,10 @@ def _source(out: Collector, base: Path, sid: str, entry: dict[str, Any], mirrors
                     out.error(f"{where}.url", unresolved_message(match.group(1)))
         file_path = None
         if "path" in origin:
-            file_path = (base / origin["path"]).resolve()
-            if not file_path.is_file() and len(entry["origins"]) == 1:
+            file_path, exists = local_file(base, origin["path"])
+            if file_path is None:
+                out.error(f"{where}.path", f"{origin['path']!r} is not a usable file name")
+            elif not exists and len(entry["origins"]) == 1:
                 out.error(f"{where}.path", f"{origin['path']} does not exist next to the spec ({file_path})")
         origins.append(Origin(url, file_path, origin.get("extract"), origin.get("archive-sha256")))
     return Source(sid, entry["sha256"], tuple(origins), entry.get("size"))
@@ -181,18 +190,26 @@ def _disk(out: Collector, name: str, entry: dict[str, Any]) -> Disk:
     size = _size(out, "disk.size", entry["size"]) if "size" in entry else None
     alignment = _size(out, "disk.alignment", entry.get("alignment", MiB)) or MiB
     if alignment % 512 or alignment & (alignment - 1):
-        out.error("disk.alignment", f"{alignment} must be a power of two and a multiple of 512 (e.g. 1MiB)")
+        out.error("disk.alignment", f"{format_size(alignment)} must be a power of two and a multiple of 512 (e.g. 1MiB)")
         alignment = MiB
-    disk_id = entry.get("id")
-    if disk_id is None:
-        disk_id = f"0x{derived_u32('disk', name):08x}" if table == "mbr" else derived_guid("disk", name)
-    elif table == "mbr" and not disk_id.startswith("0x"):
+    given = entry.get("id")  # YAML reads an unquoted 0x5eed3b01 as an integer
+    disk_id = f"0x{derived_u32('disk', name):08x}" if table == "mbr" else derived_guid("disk", name)
+    if given is None:
+        pass
+    elif table == "mbr" and isinstance(given, int):
+        disk_id = f"0x{given:08x}"
+    elif table == "mbr" and not given.startswith("0x"):
         out.error("disk.id", "an MBR disk id is a 32-bit hex number such as 0x5eed3b01, not a GUID")
-    elif table == "gpt" and not GUID_RE.match(disk_id):
-        out.error("disk.id", "a GPT disk id is a GUID such as 5EED3B01-0000-4000-8000-000000000001")
+    elif table == "gpt" and (isinstance(given, int) or not GUID_RE.match(given)):
+        out.error("disk.id", "a GPT disk id is a GUID such as 5EED3B01-0000-4000-8000-000000000001, not a number")
     else:
-        disk_id = f"0x{int(disk_id, 16):08x}" if table == "mbr" else disk_id.upper()
+        disk_id = f"0x{int(given, 16):08x}" if table == "mbr" else given.upper()
     return Disk(table, size, alignment, disk_id)
+
+
+def type_name(value: str | int) -> str:
+    """The partition type as written; YAML reads an unquoted 0x0c as the integer 12."""
+    return f"0x{value:02x}" if isinstance(value, int) else value
 
 
 def _partition_type(out: Collector, where: str, table: str, text: str) -> tuple[int | None, str | None]:
@@ -217,7 +234,8 @@ def _partition_type(out: Collector, where: str, table: str, text: str) -> tuple[
 def _partition(out: Collector, base: Path, spec_name: str, table: str, i: int, entry: dict[str, Any]) -> Partition:
     where = f"partitions[{i}]"
     name = entry["name"]
-    mbr_type, gpt_type = _partition_type(out, f"{where}.type", table, entry["type"])
+    written_type = type_name(entry["type"])
+    mbr_type, gpt_type = _partition_type(out, f"{where}.type", table, written_type)
     rest = entry["size"] == "rest"
     size = None if rest else _size(out, f"{where}.size", entry["size"])
     if size == 0:
@@ -233,27 +251,27 @@ def _partition(out: Collector, base: Path, spec_name: str, table: str, i: int, e
         out.error(f"{where}.files", f"files can only be placed in a vfat filesystem (this one is {filesystem})")
     label = entry.get("label")
     if label is not None:
-        if filesystem == "vfat" and not FAT_LABEL_RE.match(label):
-            out.error(f"{where}.label", f"'{label}' is not a FAT label: up to 11 upper-case letters, digits, - or _")
-        elif filesystem == "ext4" and len(label.encode()) > 16:
-            out.error(f"{where}.label", f"'{label}' is longer than ext4's 16 bytes")
-        elif filesystem == "none":
-            out.error(f"{where}.label", "a label needs a filesystem (vfat or ext4)")
-    fs_id = entry.get("fs-id")
-    if fs_id is None:
-        fs_id = (
-            f"{derived_u32('fs', spec_name, name):08x}" if filesystem == "vfat" else derived_guid("fs", spec_name, name).lower()
-        )
-    elif filesystem == "vfat" and not fs_id.startswith("0x"):
-        out.error(f"{where}.fs-id", "a vfat serial is a 32-bit hex number such as 0x1234abcd")
-    elif filesystem == "ext4" and not GUID_RE.match(fs_id):
-        out.error(f"{where}.fs-id", "an ext4 filesystem id is a UUID")
+        problem = label_problem(filesystem, label)
+        if problem:
+            out.error(f"{where}.label", problem)
+    given = entry.get("fs-id")  # an unquoted 0x1234abcd is an integer to YAML
+    fs_id = f"{derived_u32('fs', spec_name, name):08x}" if filesystem == "vfat" else derived_guid("fs", spec_name, name).lower()
+    if given is None:
+        pass
+    elif filesystem == "none":
+        out.error(f"{where}.fs-id", "only applies to a vfat or ext4 filesystem")
+    elif filesystem == "vfat" and isinstance(given, int):
+        fs_id = f"{given:08x}"
+    elif filesystem == "vfat" and not given.startswith("0x"):
+        out.error(f"{where}.fs-id", "a vfat serial is a 32-bit hex number such as 0x1234abcd, not a UUID")
+    elif filesystem == "ext4" and (isinstance(given, int) or not GUID_RE.match(given)):
+        out.error(f"{where}.fs-id", "an ext4 filesystem id is a UUID such as 6f1c0b2e-3d4a-4c5b-8e9f-0a1b2c3d4e5f, not a number")
     else:
-        fs_id = f"{int(fs_id, 16):08x}" if filesystem == "vfat" else fs_id.lower()
+        fs_id = f"{int(given, 16):08x}" if filesystem == "vfat" else given.lower()
     return Partition(
         index=i + 1,
         name=name,
-        type_name=entry["type"],
+        type_name=written_type,
         mbr_type=mbr_type,
         gpt_type=gpt_type,
         size=size,
@@ -269,6 +287,25 @@ def _partition(out: Collector, base: Path, spec_name: str, table: str, i: int, e
     )
 
 
+def label_problem(filesystem: str, label: str) -> str | None:
+    """Why ``label`` cannot name a ``filesystem``, or None."""
+    if filesystem == "none":
+        return "a label needs a filesystem (vfat or ext4); remove it or set filesystem"
+    if filesystem == "ext4":
+        size = len(label.encode("utf-8"))
+        return f"'{label}' is {size} bytes; an ext4 label holds at most 16" if size > 16 else None
+    if len(label) > 11:
+        return f"'{label}' is {len(label)} characters; a FAT label holds at most 11"
+    if label != label.upper():
+        return f"'{label}' has lower-case letters, which FAT labels cannot store: write '{label.upper()}'"
+    if not FAT_LABEL_RE.match(label):
+        bad = sorted({c for c in label if not FAT_LABEL_RE.match(c)})
+        return f"'{label}' has characters a FAT label cannot hold: {' '.join(repr(c) for c in bad)} (use A-Z, 0-9, - or _)"
+    if label.startswith(" "):
+        return f"'{label}' starts with a space, which FAT labels cannot"
+    return None
+
+
 def _file(out: Collector, base: Path, where: str, entry: dict[str, Any]) -> FileEntry:
     dest = entry["dest"]
     problem = dest_problem(dest)
@@ -276,19 +313,34 @@ def _file(out: Collector, base: Path, where: str, entry: dict[str, Any]) -> File
         out.error(f"{where}.dest", problem)
     template = None
     if "template" in entry:
-        template = (base / entry["template"]).resolve()
-        if not template.is_file():
+        template, exists = local_file(base, entry["template"])
+        if template is None:
+            out.error(f"{where}.template", f"{entry['template']!r} is not a usable file name")
+        elif not exists:
             out.error(f"{where}.template", f"{entry['template']} does not exist next to the spec ({template})")
     return FileEntry(dest, entry.get("source"), template, entry.get("content"))
+
+
+def local_file(base: Path, relative: str) -> tuple[Path | None, bool]:
+    """(absolute path, whether it is a file) for a path in the spec; (None, False) if no file can have that name."""
+    try:
+        path = (base / relative).resolve()
+        return path, path.is_file()
+    except (OSError, ValueError):  # a NUL byte, a name longer than the filesystem allows, a symlink loop...
+        return None, False
 
 
 def dest_problem(dest: str) -> str | None:
     """Why a FAT destination path is unusable, or None."""
     if dest.startswith("/"):
         return f"'{dest}' must be relative to the filesystem root (drop the leading /)"
+    if "\\" in dest:
+        return f"'{dest}' has a backslash: separate directories with / (and FAT cannot store \\ in a name)"
     parts = dest.split("/")
     if ".." in parts:
         return f"'{dest}' must not contain '..'"
+    if str(PurePosixPath(dest)) == ".":
+        return f"'{dest}' names the root directory, not a file"
     if str(PurePosixPath(dest)) != dest or "." in parts or "" in parts:
         return f"'{dest}' is not normalised: write it as '{PurePosixPath(dest)}'"
     for part in parts:
@@ -300,16 +352,24 @@ def dest_problem(dest: str) -> str | None:
     return None
 
 
-def _check_names(out: Collector, spec: Spec) -> None:
+def _check_names(out: Collector, spec: Spec, data: dict[str, Any]) -> None:
     seen: dict[str, int] = {}
-    labels: dict[tuple[str, str], int] = {}
+    labels: dict[str, int] = {}
+    guids: dict[str, int] = {}
     for p in spec.partitions:
         where = f"partitions[{p.index - 1}]"
         if p.name in seen:
             out.error(f"{where}.name", f"'{p.name}' is already the name of partitions[{seen[p.name]}]")
         seen.setdefault(p.name, p.index - 1)
+        if "uuid" in data["partitions"][p.index - 1]:
+            if spec.disk.table != "gpt":
+                out.warn(f"{where}.uuid", "only a GPT stores partition GUIDs; an MBR ignores it")
+            elif p.uuid in guids:
+                out.error(f"{where}.uuid", f"{p.uuid} is already the GUID of partitions[{guids[p.uuid]}]; GUIDs are unique")
+            guids.setdefault(p.uuid, p.index - 1)
         if p.label:
-            key = (p.filesystem, p.label.upper() if p.filesystem == "vfat" else p.label)
+            # Labels find partitions (boot2container looks for B2C_CACHE): unique across kinds, ignoring case.
+            key = p.label.casefold()
             if key in labels:
                 out.error(f"{where}.label", f"label '{p.label}' is already used by partitions[{labels[key]}]")
             labels.setdefault(key, p.index - 1)
@@ -318,15 +378,19 @@ def _check_names(out: Collector, spec: Spec) -> None:
             folded = f.dest.casefold()
             if folded in dests:
                 other = p.files[dests[folded]].dest
-                same = "the same path" if other == f.dest else f"'{other}' (FAT names ignore case)"
-                out.error(f"{where}.files[{j}].dest", f"'{f.dest}' collides with files[{dests[folded]}]: {same}")
+                why = "the same path" if other == f.dest else "FAT names ignore case"
+                out.error(f"{where}.files[{j}].dest", f"'{f.dest}' collides with files[{dests[folded]}] ('{other}'): {why}")
             dests.setdefault(folded, j)
+        blocked: set[int] = set()
         for j, f in enumerate(p.files):
-            folded = f.dest.casefold()
-            for parent in PurePosixPath(folded).parents:
-                if str(parent) in dests:
-                    out.error(f"{where}.files[{j}].dest", f"'{f.dest}' needs directory '{parent}', which is a file here")
-                    break
+            for parent in PurePosixPath(f.dest.casefold()).parents:
+                k = dests.get(str(parent))
+                if k is not None and k not in blocked:
+                    blocked.add(k)
+                    out.error(
+                        f"{where}.files[{k}].dest",
+                        f"'{p.files[k].dest}' is a file, but files[{j}] ('{f.dest}') needs it to be a directory",
+                    )
     if spec.disk.table == "mbr" and len(spec.partitions) > 4:
         out.error(f"partitions[{4}]", f"an MBR holds at most 4 partitions ({len(spec.partitions)} given); use table: gpt")
 
@@ -355,9 +419,12 @@ def _check_references(out: Collector, spec: Spec, data: dict[str, Any]) -> None:
         return
     if part.filesystem != "vfat":
         out.error("ipxe.partition", f"'{ipxe.partition}' must be vfat to hold iPXE (it is {part.filesystem})")
+        return
     dests = {f.dest.casefold() for f in part.files}
     if ipxe.binary.casefold() not in dests:
-        out.error("ipxe.binary", f"'{ipxe.binary}' is not one of partition '{part.name}''s files")
+        out.error(
+            "ipxe.binary", f"'{ipxe.binary}' is not among the files of partition '{part.name}': add it there or fix the path"
+        )
     if ipxe.script is not None and dest_problem(ipxe.script):
         out.error("ipxe.script", dest_problem(ipxe.script) or "")
     removable = REMOVABLE_EFI.get(spec.arch)
@@ -387,9 +454,13 @@ def _check_chain(out: Collector, spec: Spec) -> None:
             out.error("ipxe.firmware", "is 'uefi' but the chain runs iPXE from U-Boot: set firmware: u-boot")
     elif spec.ipxe is not None and spec.ipxe.firmware == "u-boot":
         out.error("ipxe.firmware", "is 'u-boot' but the chain has no u-boot stage")
+    if "u-boot" in chain and "ipxe" in chain and "efi" not in chain:
+        out.warn("chain", "U-Boot starts iPXE as an EFI application (bootefi): write the chain as [..., u-boot, efi, ipxe]")
     if "rpi-firmware" in chain:
         if chain[0] != "rpi-firmware":
             out.error("chain", "rpi-firmware is the first stage: the Raspberry Pi boot ROM starts it")
+        if spec.arch not in ("arm64", "arm32"):
+            out.error("arch", f"rpi-firmware boots Raspberry Pi boards, which are arm64 or arm32, not {spec.arch}")
         first = spec.partitions[0]
         if spec.disk.table == "mbr" and first.mbr_type not in RPI_BOOT_MBR_TYPES:
             out.error(

@@ -10,7 +10,6 @@ from boot2ipxe.errors import Problem, SpecInvalid
 from boot2ipxe.mirrors import Mirrors
 from boot2ipxe.model import Spec
 from boot2ipxe.plan import Plan, make_plan
-from boot2ipxe.scripts import lint_script
 from boot2ipxe.spec import load_spec
 
 
@@ -36,10 +35,15 @@ def validate(
     plan = None
     if spec is not None:
         plan, plan_problems = make_plan(spec, sizes)
-        problems += plan_problems
-        if plan is not None:
-            problems += _lint_default_script(spec, plan)
+        problems += _not_consequences(plan_problems, problems)
     return Validated(spec, plan if not any(p.severity == "error" for p in problems) else None, tuple(problems))
+
+
+def _not_consequences(later: list[Problem], earlier: list[Problem]) -> list[Problem]:
+    """``later`` without problems at or under a key path that already has an error (the planner works on
+    placeholder values where the spec stage failed, so those would only repeat the first problem)."""
+    failed = [p.path for p in earlier if p.severity == "error" and p.path]
+    return [p for p in later if not any(p.path == f or p.path.startswith((f + ".", f + "[")) for f in failed)]
 
 
 def require_valid(
@@ -49,16 +53,3 @@ def require_valid(
     if result.errors or result.plan is None:
         raise SpecInvalid(result.errors)
     return result
-
-
-def _lint_default_script(spec: Spec, plan: Plan) -> list[Problem]:
-    if spec.ipxe is None or spec.ipxe.script is None:
-        return []
-    part = plan.partition(spec.ipxe.partition)
-    problems = []
-    for j, f in enumerate(part.files):
-        if f.dest.casefold() == spec.ipxe.script.casefold() and f.data is not None:
-            where = f"partitions[{part.index - 1}].files[{j}]"
-            for line, message in lint_script(f.data.decode("utf-8", "replace"), spec.ipxe.firmware):
-                problems.append(Problem(spec.display_path, where, f"{f.dest} line {line}: {message}"))
-    return problems

@@ -154,3 +154,17 @@ def platform_images(warm_cache: Path, _mirror_server: TestServer, tmp_path_facto
     """Each platform's image, built once per session with the real CLI from the local test mirror."""
     out = tmp_path_factory.mktemp("images")
     return {name: build_platform(name, out, _mirror_server.url, warm_cache) for name in PLATFORMS}
+
+
+@pytest.fixture(scope="session")
+def uboot_for_virt(warm_cache: Path, _mirror_server: TestServer) -> Path:
+    """U-Boot's QEMU build (test-only, tests/boot/qemu-firmware.yaml), fetched through boot2ipxe's fetch stage."""
+    from boot2ipxe.cache import Cache
+    from boot2ipxe.fetch import Fetcher
+    from boot2ipxe.mirrors import Mirrors
+    from boot2ipxe.validate import require_valid
+
+    spec = require_valid(ROOT / "tests/boot/qemu-firmware.yaml").spec
+    assert spec is not None
+    blobs = Fetcher(Cache(warm_cache), Mirrors(cli={"debian": _mirror_server.url}, environ={})).ensure(spec)
+    return blobs["u-boot-qemu.bin"].path

@@ -14,6 +14,68 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+IPXE_VERSION = "1.21.1+git20250501.dad20602+dfsg-1"
+# The disk's iPXE, not the NIC ROM's: QEMU's ROM is iPXE 1.0.0 and lists no SRP among its features.
+DISK_IPXE = [rf"iPXE {re.escape(IPXE_VERSION)} -- Open Source Network Boot Firmware", r"Features: .*\bSRP\b.*\bEFI\b"]
+OVMF = "/usr/share/OVMF/OVMF_CODE.fd"
+# OVMF tries its own network boot only after the disk gave it nothing to start.
+DISK_NOT_BOOTED = [r">>Start PXE over IPv4", r"No bootable option"]
+
+
+def x86_argv(image: Path, serial: Path, bootfile: str) -> list[str]:
+    return [
+        "qemu-system-x86_64",
+        "-machine",
+        "q35,accel=tcg",
+        "-m",
+        "512",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-monitor",
+        "none",
+        "-serial",
+        f"file:{serial}",
+        "-bios",
+        OVMF,
+        "-snapshot",
+        "-drive",
+        f"file={image},format=raw,if=virtio",
+        "-netdev",
+        f"user,id=n0,bootfile={bootfile}",
+        "-device",
+        "virtio-net-pci,netdev=n0,romfile=",
+    ]
+
+
+def virt_argv(image: Path, serial: Path, uboot: Path, bootfile: str) -> list[str]:
+    return [
+        "qemu-system-aarch64",
+        "-M",
+        "virt",
+        "-cpu",
+        "cortex-a57",
+        "-m",
+        "512",
+        "-bios",
+        str(uboot),
+        "-snapshot",
+        "-drive",
+        f"if=none,file={image},format=raw,id=d",
+        "-device",
+        "virtio-blk-device,drive=d",
+        "-netdev",
+        f"user,id=n0,bootfile={bootfile}",
+        "-device",
+        "virtio-net-device,netdev=n0",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        f"file:{serial}",
+    ]
+
 
 @dataclass
 class BootResult:

@@ -14,20 +14,13 @@ from pathlib import Path
 
 import pytest
 from images import ROOT, Built, boot2ipxe
-from qemu import BootFailure, boot
+from qemu import DISK_IPXE, DISK_NOT_BOOTED, BootFailure, boot, virt_argv, x86_argv
 from servers import TestServer
 
 from boot2ipxe.fatfs import FatReader
 from boot2ipxe.inspect import inspect_image, parse_config_txt
 
 pytestmark = [pytest.mark.boot, pytest.mark.timeout(180)]
-
-IPXE_VERSION = "1.21.1+git20250501.dad20602+dfsg-1"
-# The disk's iPXE, not the NIC ROM's: QEMU's ROM is iPXE 1.0.0 and lists no SRP among its features.
-DISK_IPXE = [rf"iPXE {re.escape(IPXE_VERSION)} -- Open Source Network Boot Firmware", r"Features: .*\bSRP\b.*\bEFI\b"]
-OVMF = "/usr/share/OVMF/OVMF_CODE.fd"
-# OVMF tries its own network boot only after the disk gave it nothing to start.
-DISK_NOT_BOOTED = [r">>Start PXE over IPv4", r"No bootable option"]
 
 
 def _need(tool: str) -> None:
@@ -48,74 +41,6 @@ def serve(server: TestServer, name: str, text: str) -> str:
     assert server.root is not None
     (server.root / name).write_text(text)
     return f"http://10.0.2.2:{server.server_address[1]}/{name}"
-
-
-@pytest.fixture(scope="session")
-def uboot_for_virt(warm_cache: Path, _mirror_server: TestServer) -> Path:
-    from boot2ipxe.cache import Cache
-    from boot2ipxe.fetch import Fetcher
-    from boot2ipxe.mirrors import Mirrors
-    from boot2ipxe.validate import require_valid
-
-    spec = require_valid(ROOT / "tests/boot/qemu-firmware.yaml").spec
-    assert spec is not None
-    blobs = Fetcher(Cache(warm_cache), Mirrors(cli={"debian": _mirror_server.url}, environ={})).ensure(spec)
-    return blobs["u-boot-qemu.bin"].path
-
-
-def x86_argv(image: Path, serial: Path, bootfile: str) -> list[str]:
-    return [
-        "qemu-system-x86_64",
-        "-machine",
-        "q35,accel=tcg",
-        "-m",
-        "512",
-        "-display",
-        "none",
-        "-no-reboot",
-        "-monitor",
-        "none",
-        "-serial",
-        f"file:{serial}",
-        "-bios",
-        OVMF,
-        "-snapshot",
-        "-drive",
-        f"file={image},format=raw,if=virtio",
-        "-netdev",
-        f"user,id=n0,bootfile={bootfile}",
-        "-device",
-        "virtio-net-pci,netdev=n0,romfile=",
-    ]
-
-
-def virt_argv(image: Path, serial: Path, uboot: Path, bootfile: str) -> list[str]:
-    return [
-        "qemu-system-aarch64",
-        "-M",
-        "virt",
-        "-cpu",
-        "cortex-a57",
-        "-m",
-        "512",
-        "-bios",
-        str(uboot),
-        "-snapshot",
-        "-drive",
-        f"if=none,file={image},format=raw,id=d",
-        "-device",
-        "virtio-blk-device,drive=d",
-        "-netdev",
-        f"user,id=n0,bootfile={bootfile}",
-        "-device",
-        "virtio-net-device,netdev=n0",
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-        "-serial",
-        f"file:{serial}",
-    ]
 
 
 def test_x86_uefi_boots_the_disks_ipxe_to_the_dhcp_boot_file(

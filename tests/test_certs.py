@@ -445,3 +445,53 @@ def test_server_certificate_chain_ends_with_the_root(pki: Path) -> None:
         certs.issue_server(pki, ["boot.example.com"])
     with pytest.raises(InputError, match="not a host name"):
         certs.issue_server(pki, ["bad host"], force=True)
+
+
+def test_valid_from_1970_for_machines_without_a_clock(tmp_path: Path) -> None:
+    """iPXE under U-Boot checks the server's chain against a clock reading 1970."""
+    import datetime as dt
+    import subprocess
+    import sys
+
+    def certs_cli(*args: str) -> None:
+        assert subprocess.run([sys.executable, "-m", "boot2ipxe", "certs", *args], capture_output=True).returncode == 0
+
+    pki, plain = tmp_path / "pki", tmp_path / "plain"
+    certs_cli("init", str(pki), "--valid-from-1970")
+    certs_cli("server", str(pki), "10.0.2.2", "--valid-from-1970")
+    certs_cli("init", str(plain))
+    certs_cli("server", str(plain), "10.0.2.2")
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    for pem in (pki / "ca.crt.pem", pki / "servers/10.0.2.2/server.crt.pem"):
+        cert = x509.load_pem_x509_certificate(pem.read_bytes())
+        assert cert.not_valid_before_utc == epoch
+        assert cert.not_valid_after_utc > dt.datetime.now(dt.UTC)
+    # openssl agrees the chain verifies at a 1970 clock (what iPXE sees under U-Boot)
+    check = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-attime",
+            "3600",
+            "-CAfile",
+            str(pki / "ca.crt.pem"),
+            str(pki / "servers/10.0.2.2/server.crt.pem"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stderr
+    refused = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-attime",
+            "3600",
+            "-CAfile",
+            str(plain / "ca.crt.pem"),
+            str(plain / "servers/10.0.2.2/server.crt.pem"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode != 0 and "not yet valid" in refused.stdout + refused.stderr

@@ -228,3 +228,29 @@ def test_full_disk_fails_cleanly(
         assert list(small.iterdir()) == []
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+def test_dry_run_lists_sources_and_writes_nothing(warm_cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "x.img"
+    result = boot2ipxe(
+        "build",
+        str(ROOT / "platforms/rpi4.yaml"),
+        "-o",
+        str(out),
+        "--dry-run",
+        "--cache-dir",
+        str(warm_cache),
+        "--mirror",
+        "debian=http://127.0.0.1:9/debian",
+        "--json",
+    )
+    report = json.loads(result.stdout)
+    assert {s["id"]: s["cached"] for s in report["sources"]} == {
+        "start4.elf": True,
+        "fixup4.dat": True,
+        "u-boot.bin": True,
+        "bcm2711-rpi-4-b.dtb": True,
+        "ipxe-arm64.efi": True,
+    }
+    assert report["plan"]["partitions"][0]["start_sector"] == 8192
+    assert list(tmp_path.iterdir()) == []

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from boot2ipxe.commands.common import add_json_option, add_mirror_option, mirrors_from, print_json
+from boot2ipxe.commands.common import add_cache_options, add_json_option, add_mirror_option, mirrors_from, print_json
 from boot2ipxe.errors import EXIT_OK, InputError
 from boot2ipxe.units import format_size, human_size
 from boot2ipxe.validate import require_valid
@@ -20,7 +20,7 @@ def register(sub: Any) -> None:
         help="build the disk image a spec describes",
         description="Validate SPEC, fetch its pinned blobs (cached; a warm build makes no network request), and write "
         "the image rootless with sfdisk, mtools and mke2fs: sparse, reproducible, checked against the plan, and "
-        "renamed into place only when complete, with IMAGE.sha256 and IMAGE.manifest.json beside it.",
+        "renamed into place only when complete, with IMAGE.sha256, IMAGE.manifest.json and IMAGE.bmap beside it.",
     )
     p.add_argument("spec", type=Path, metavar="SPEC")
     p.add_argument("-o", "--output", type=Path, metavar="IMAGE", help="image path (default: out/<name>.img)")
@@ -31,8 +31,7 @@ def register(sub: Any) -> None:
         metavar="SECONDS",
         help="timestamps inside the image (default: $SOURCE_DATE_EPOCH, else the spec's source-date-epoch, else 1980)",
     )
-    p.add_argument("--offline", action="store_true", help="use only the cache; fail naming any missing blob")
-    p.add_argument("--cache-dir", type=Path, metavar="DIR", help="blob cache (default: $BOOT2IPXE_CACHE or ~/.cache/boot2ipxe)")
+    add_cache_options(p)
     add_mirror_option(p)
     add_json_option(p)
     p.set_defaults(handler=cmd_build)
@@ -66,10 +65,26 @@ def cmd_build(args: argparse.Namespace) -> int:
     output = args.output or Path("out") / f"{spec.name}.img"
     epoch = source_date_epoch(args, spec.source_date_epoch)
     if args.dry_run:
+        from boot2ipxe.cache import Cache, default_dir
+
+        cache = Cache(args.cache_dir or default_dir())
+        sources: list[dict[str, Any]] = [
+            {
+                "id": sid,
+                "sha256": source.sha256,
+                "cached": cache.path(source.sha256).exists(),
+                "origins": [origin.describe() for origin in source.origins],
+            }
+            for sid, source in spec.sources.items()
+        ]
         if args.json:
-            print_json({"output": str(output), "source_date_epoch": epoch, "plan": plan.as_dict()})
+            print_json({"output": str(output), "source_date_epoch": epoch, "sources": sources, "plan": plan.as_dict()})
         else:
             print(format_plan(plan))
+            print("\nsources:")
+            for item in sources:
+                where = "in the cache" if item["cached"] else f"to fetch from {item['origins'][0]}"
+                print(f"  {item['id']:<28} {str(item['sha256'])[:16]}…  {where}")
             print(f"\nwould write {output} ({format_size(plan.size)}), SOURCE_DATE_EPOCH={epoch}; nothing written")
         return EXIT_OK
 

@@ -24,6 +24,12 @@ def register(sub: Any) -> None:
     _register_b2c(sub)
 
 
+CLOCKLESS_HELP = (
+    "valid from 1970-01-01: for machines whose iPXE has no clock (under U-Boot it reads 1970, and Debian's iPXE "
+    "has no ntp command), which check the server's chain against that date"
+)
+
+
 def _register_certs(sub: Any) -> None:
     p = sub.add_parser(
         "certs",
@@ -40,6 +46,7 @@ def _register_certs(sub: Any) -> None:
     a.add_argument("--bits", type=int, choices=certs.CA_BITS, default=3072, help="CA key size (default: 3072)")
     a.add_argument("--years", type=int, default=20, help="validity (default: 20)")
     a.add_argument("--cn", default=certs.DEFAULT_CA_NAME, help=f"the CA's common name (default: {certs.DEFAULT_CA_NAME})")
+    a.add_argument("--valid-from-1970", action="store_true", help=CLOCKLESS_HELP)
     a.set_defaults(handler=cmd_init)
 
     a = actions.add_parser(
@@ -74,6 +81,9 @@ def _register_certs(sub: Any) -> None:
     a.add_argument("dir", type=Path, metavar="DIR")
     a.add_argument("hosts", nargs="+", metavar="HOST", help="DNS names or IP addresses (the first names the directory)")
     a.add_argument("--force", action="store_true", help="replace an existing server certificate")
+    a.add_argument(
+        "--valid-from-1970", action="store_true", help=CLOCKLESS_HELP + " (the CA must be too: certs init --valid-from-1970)"
+    )
     a.set_defaults(handler=cmd_server)
 
 
@@ -150,7 +160,9 @@ def _register_b2c(sub: Any) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    ca = certs.init_ca(args.dir, bits=args.bits, years=args.years, common_name=args.cn)
+    ca = certs.init_ca(
+        args.dir, bits=args.bits, years=args.years, common_name=args.cn, not_before=certs.EPOCH if args.valid_from_1970 else None
+    )
     der = ca.certificate.public_bytes(Encoding.DER)
     print(
         f"{args.dir / certs.CA_CERT}: CA '{args.cn}', RSA {args.bits}, valid until {ca.certificate.not_valid_after_utc:%Y-%m-%d}"
@@ -187,7 +199,7 @@ def cmd_esl(args: argparse.Namespace) -> int:
 
 
 def cmd_server(args: argparse.Namespace) -> int:
-    out = certs.issue_server(args.dir, args.hosts, force=args.force)
+    out = certs.issue_server(args.dir, args.hosts, force=args.force, not_before=certs.EPOCH if args.valid_from_1970 else None)
     print(f"{out}: server.key.pem (mode 0600), server.crt.pem, fullchain.pem (give nginx the full chain)")
     return EXIT_OK
 

@@ -23,6 +23,13 @@ def add_mirror_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_cache_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--offline", action="store_true", help="no network: only the cache and local files; name what is missing")
+    parser.add_argument(
+        "--cache-dir", type=Path, metavar="DIR", help="blob cache (default: $BOOT2IPXE_CACHE or ~/.cache/boot2ipxe)"
+    )
+
+
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from boot2ipxe.cache import Cache, default_dir
-from boot2ipxe.commands.common import add_json_option, add_mirror_option, mirrors_from, print_json, warn
+from boot2ipxe.commands.common import add_cache_options, add_json_option, add_mirror_option, mirrors_from, print_json, warn
 from boot2ipxe.errors import EXIT_FAILURE, EXIT_OK, InputError, Problem, SpecInvalid
 from boot2ipxe.fetch import Fetcher, FetchFailed, Outcome
 from boot2ipxe.mirrors import Mirrors
@@ -52,8 +52,7 @@ def register(sub: Any) -> None:
         help="instead of downloading, put these local files into the cache when a SPEC pins their sha256 "
         "(as a blob or an archive-sha256); give the specs first",
     )
-    p.add_argument("--offline", action="store_true", help="no network: only the cache and local files; name what is missing")
-    p.add_argument("--cache-dir", type=Path, metavar="DIR", help="blob cache (default: $BOOT2IPXE_CACHE or ~/.cache/boot2ipxe)")
+    add_cache_options(p)
     p.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="parallel downloads (default 4)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     add_mirror_option(p)

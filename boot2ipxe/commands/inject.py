@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -152,9 +151,8 @@ def _read(path: Path, what: str) -> bytes:
 
 
 def _base_sha256(base: Path) -> str | None:
-    sidecar = base.with_name(base.name + ".sha256")
+    """The base's sha256 from the IMAGE.sha256 that build writes (None for a vendor's image without one)."""
     try:
-        return sidecar.read_text().split()[0]
+        return (base.with_name(base.name + ".sha256")).read_text().split()[0]
     except (OSError, IndexError):
-        print(f"{base}: no {sidecar.name} beside it; the machine manifest will not name the base's sha256", file=sys.stderr)
         return None

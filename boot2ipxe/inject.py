@@ -7,7 +7,7 @@ are written (mtools), and the result is read back and compared before it is rena
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -86,30 +86,61 @@ def copy_sparse(source: Path, target: Path) -> None:
     run(["cp", "--reflink=auto", "--sparse=always", str(source), str(target)])
 
 
-def check_room(base: Path, target: Target, files: Mapping[str, bytes]) -> None:
-    """Refuse, naming the base, when the files cannot fit in iPXE's FAT partition."""
+@dataclass(frozen=True)
+class BaseFat:
+    """iPXE's FAT partition in the base image, read once per batch: every machine image starts as a copy of it."""
+
+    cluster: int  # bytes
+    free: int  # bytes in free clusters
+    directories: frozenset[str]  # paths, case-folded
+    allocated: Mapping[str, int]  # case-folded path of each file -> bytes of the clusters it holds
+
+
+def read_base_fat(base: Path, target: Target) -> BaseFat:
     with base.open("rb") as f:
         reader = FatReader(f, target.offset)
         cluster = reader.geometry.cluster_bytes
+        entries = reader.entries()
         free = (reader.geometry.clusters - _used_clusters(reader)) * cluster
-        replaced = 0
-        for dest in files:
-            entry = reader.find(dest)
-            replaced += -(-entry.size // cluster) * cluster if entry is not None and not entry.is_dir else 0
-    needed = sum(-(-len(data) // cluster) * cluster for data in files.values())
-    if needed > free + replaced:
+    return BaseFat(
+        cluster,
+        free,
+        frozenset(e.path.casefold() for e in entries if e.is_dir),
+        {e.path.casefold(): -(-e.size // cluster) * cluster for e in entries if not e.is_dir},
+    )
+
+
+def check_room(base: Path, target: Target, files: Mapping[str, bytes], fat: BaseFat | None = None) -> None:
+    """Refuse, naming the base, when the files cannot fit in iPXE's FAT partition."""
+    fat = fat or read_base_fat(base, target)
+    replaced = sum(fat.allocated.get(dest.strip("/").casefold(), 0) for dest in files)
+    needed = sum(-(-len(data) // fat.cluster) * fat.cluster for data in files.values())
+    if needed > fat.free + replaced:
         raise InputError(
-            f"{base}: partition {target.partition} has {free + replaced} bytes free for the injected files, "
+            f"{base}: partition {target.partition} has {fat.free + replaced} bytes free for the injected files, "
             f"which need {needed}: use a base with a larger FAT partition"
         )
 
 
-def write_files(image: Path, offset: int, files: Mapping[str, bytes], epoch: int, staging: Path) -> None:
-    """Replace or add files in the FAT at ``offset``, then read them back."""
+def write_files(
+    image: Path,
+    offset: int,
+    files: Mapping[str, bytes],
+    epoch: int,
+    staging: Path,
+    known_directories: Collection[str] | None = None,
+) -> None:
+    """Replace or add files in the FAT at ``offset``, then read them back.
+
+    ``known_directories``: the case-folded directories the FAT already has, when the caller knows them (inject reads
+    them once from the base), else they are read from the image.
+    """
     env = tool_env(max(epoch, FAT_EPOCH))
     target = f"{image}@@{offset}"
-    with image.open("rb") as f:
-        existing = {e.path.casefold() for e in FatReader(f, offset).entries() if e.is_dir}
+    existing = known_directories
+    if existing is None:
+        with image.open("rb") as f:
+            existing = {e.path.casefold() for e in FatReader(f, offset).entries() if e.is_dir}
     directories = sorted({str(d) for dest in files for d in PurePosixPath(dest).parents if str(d) != "."}, key=len)
     missing = [d for d in directories if d.casefold() not in existing]
     if missing:
@@ -130,12 +161,18 @@ def _used_clusters(reader: FatReader) -> int:
     return sum(-(-e.size // cluster) if not e.is_dir else 1 for e in reader.entries()) + 1
 
 
-def inject_image(base: Path, output: Path, target: Target, files: Mapping[str, bytes], epoch: int) -> None:
-    """Write ``output``: a copy of ``base`` with ``files`` placed on iPXE's partition (mode 0600: it may hold a key)."""
+def inject_image(
+    base: Path, output: Path, target: Target, files: Mapping[str, bytes], epoch: int, fat: BaseFat | None = None
+) -> None:
+    """Write ``output``: a copy of ``base`` with ``files`` placed on iPXE's partition (mode 0600: it may hold a key).
+
+    ``fat``: :func:`read_base_fat` of the base, read once for a batch of machines.
+    """
     if output.resolve() == base.resolve():
         raise InputError(f"{output}: is the base image; choose another output path")
-    check_room(base, target, files)
+    fat = fat or read_base_fat(base, target)
+    check_room(base, target, files, fat)
     with pending_file(output) as tmp, tempfile.TemporaryDirectory(prefix="boot2ipxe-inject-") as staging:
         copy_sparse(base, tmp)  # onto mkstemp's 0600 file: cp keeps the target's mode
-        write_files(tmp, target.offset, files, epoch, Path(staging))
+        write_files(tmp, target.offset, files, epoch, Path(staging), fat.directories)
         tmp.replace(output)

@@ -7,6 +7,7 @@ tokens ``||``, ``&&`` and ``;`` separate commands.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING, Literal
 
@@ -105,7 +106,7 @@ def hex_setting(name: str, data: bytes, per_line: int = HEX_BYTES_PER_LINE) -> s
     them verbatim, and a space would split the value."""
     if not data:
         raise ValueError("empty hex setting")
-    chunks = [":".join(f"{b:02x}" for b in data[i : i + per_line]) for i in range(0, len(data), per_line)]
+    chunks = [data[i : i + per_line].hex(":") for i in range(0, len(data), per_line)]
     return f"set {name}:hex " + ":\\\n".join(chunks)
 
 
@@ -138,7 +139,9 @@ def chain_url(server: str, path: str = "/boot/ipxe") -> str:
     return f"https://{host}{path}?mac=${{netX/mac}}&platform=${{platform}}&buildarch=${{buildarch}}"
 
 
+@functools.cache
 def _environment() -> jinja2.Environment:
+    """One environment per process, so each template is compiled once (inject renders one script per machine)."""
     return jinja2.sandbox.ImmutableSandboxedEnvironment(
         loader=jinja2.PackageLoader("boot2ipxe", "data"),
         undefined=jinja2.StrictUndefined,

@@ -261,6 +261,27 @@ def test_refuses_a_key_that_is_not_the_certificates(tmp_path: Path, pki: Path) -
         certs.load_client_identity(cert_path, key_path)
 
 
+@pytest.mark.parametrize("damage", ["d", "dmp1", "dmq1", "iqmp"])
+def test_a_damaged_key_in_the_pki_is_refused(tmp_path: Path, damage: str) -> None:
+    # Machine keys from certs issue load without OpenSSL's primality tests (inject reads one per machine); the
+    # arithmetic checks that replace them still refuse a key whose numbers disagree.
+    directory = tmp_path / "pki"
+    certs.init_ca(directory)
+    certs.issue_machines(directory, ["m1"])
+    files = certs.MachineFiles.of(directory, "m1")
+    good = serialization.load_pem_private_key(files.key_pem.read_bytes(), None)
+    assert isinstance(good, rsa.RSAPrivateKey)
+    n = good.private_numbers()
+    values = {"p": n.p, "q": n.q, "d": n.d, "dmp1": n.dmp1, "dmq1": n.dmq1, "iqmp": n.iqmp}
+    values[damage] += 2
+    broken = rsa.RSAPrivateNumbers(**values, public_numbers=n.public_numbers).private_key(unsafe_skip_rsa_key_validation=True)
+    files.key_pem.write_bytes(pem(broken))
+    with pytest.raises(InputError, match=r"client\.key\.pem: a damaged RSA key"):
+        certs.load_machine_identity(directory, "m1")
+    with pytest.raises(InputError, match="not a PEM or DER private key"):  # OpenSSL's own check, for keys from elsewhere
+        certs.load_client_identity(files.cert_pem, files.key_pem)
+
+
 @pytest.mark.parametrize("traditional", [False, True], ids=["pkcs8", "legacy-pem"])
 def test_encrypted_keys_need_their_passphrase(tmp_path: Path, pki: Path, traditional: bool) -> None:
     files = certs.MachineFiles.of(pki, "rpi-01")

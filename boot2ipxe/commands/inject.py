@@ -76,8 +76,7 @@ def _outputs(args: argparse.Namespace, names: list[str | None]) -> list[Path]:
 
 def cmd_inject(args: argparse.Namespace) -> int:
     from boot2ipxe import certs, scripts
-    from boot2ipxe.inject import inject_image, locate
-    from boot2ipxe.validate import require_valid
+    from boot2ipxe.inject import inject_image, locate, read_base_fat
 
     if not args.base.is_file():
         raise InputError(f"{args.base}: no such base image")
@@ -91,7 +90,11 @@ def cmd_inject(args: argparse.Namespace) -> int:
         raise InputError("use either --cert/--key or --pki/--name, not both")
     if args.ca_esl and not args.pki:
         raise InputError("--ca-esl needs --pki DIR (the CA to place)")
-    spec = require_valid(args.platform, display=str(args.platform)).spec if args.platform else None
+    spec = None
+    if args.platform:
+        from boot2ipxe.validate import require_valid  # the spec stack (jsonschema, YAML) only when a spec is given
+
+        spec = require_valid(args.platform, display=str(args.platform)).spec
     target = locate(args.base, spec)
     firmware: Literal["uefi", "u-boot"] = "u-boot" if (args.firmware or target.firmware) == "u-boot" else "uefi"
     extra: dict[str, bytes] = {}
@@ -110,6 +113,7 @@ def cmd_inject(args: argparse.Namespace) -> int:
     outputs = _outputs(args, names)
     results = []
     base_sha = _base_sha256(args.base)
+    fat = read_base_fat(args.base, target)  # once: every machine image starts as a copy of the base
     for name, output in zip(names, outputs, strict=True):
         identity = None
         if name is not None:
@@ -121,7 +125,7 @@ def cmd_inject(args: argparse.Namespace) -> int:
         else:
             script = scripts.render_machine_script(args.server, firmware, identity, None if args.no_ntp else args.ntp, args.path)
         files = {**extra, target.script: script.encode()}
-        inject_image(args.base, output, target, files, args.source_date_epoch)
+        inject_image(args.base, output, target, files, args.source_date_epoch, fat)
         facts: dict[str, Any] = {
             "format": "boot2ipxe-machine/1",
             "image": str(output),

@@ -8,6 +8,7 @@ plan, blobs and SOURCE_DATE_EPOCH give the same bytes on any machine, in any tim
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -39,6 +40,11 @@ class BuildResult:
     manifest: dict[str, Any]
 
 
+@functools.cache
+def _mke2fs_config() -> str:
+    return str(resources.files("boot2ipxe").joinpath("data/mke2fs.conf"))
+
+
 def tool_env(epoch: int) -> dict[str, str]:
     """Environment that makes mtools and e2fsprogs deterministic and deaf to user configuration."""
     return {
@@ -48,7 +54,7 @@ def tool_env(epoch: int) -> dict[str, str]:
         "E2FSPROGS_FAKE_TIME": str(epoch),
         "MTOOLS_SKIP_CHECK": "1",
         "MTOOLSRC": os.devnull,
-        "MKE2FS_CONFIG": str(resources.files("boot2ipxe").joinpath("data/mke2fs.conf")),
+        "MKE2FS_CONFIG": _mke2fs_config(),
     }
 
 

@@ -15,6 +15,7 @@ ATTR_VOLUME = 0x08
 ATTR_DIR = 0x10
 ATTR_LFN = 0x0F
 MAX_ENTRIES = 100_000  # a damaged or hostile filesystem must not make inspect loop forever
+FAT_BLOCK = 64 * 1024  # the FAT is read in blocks of this size as chains reach them, not whole (2 MiB on 256 MiB FAT32)
 
 
 @dataclass(frozen=True)
@@ -38,18 +39,35 @@ class FatReader:
         self._fat_offset = offset + g.reserved_sectors * SECTOR
         self._data_offset = offset + g.data_start_sector * SECTOR
         self._root_offset = offset + (g.reserved_sectors + g.fat_count * g.fat_sectors) * SECTOR
-        image.seek(self._fat_offset)
-        self._fat = image.read(g.fat_sectors * SECTOR)
+        self._fat_size = g.fat_sectors * SECTOR
+        self._fat_blocks: dict[int, bytes] = {}
         self._entries: list[FatEntry] | None = None
+
+    def _fat_bytes(self, offset: int, length: int) -> bytes:
+        """``length`` bytes of the first FAT from ``offset`` (zeros past its end, as a truncated image reads)."""
+        out = b""
+        while len(out) < length:
+            block, within = divmod(offset + len(out), FAT_BLOCK)
+            data = self._fat_blocks.get(block)
+            if data is None:
+                start = block * FAT_BLOCK
+                self.image.seek(self._fat_offset + start)
+                data = self.image.read(max(0, min(FAT_BLOCK, self._fat_size - start)))
+                self._fat_blocks[block] = data
+            piece = data[within : within + length - len(out)]
+            if not piece:
+                return out.ljust(length, b"\0")
+            out += piece
+        return out
 
     def _next(self, cluster: int) -> int:
         bits = self.geometry.bits
         if bits == 32:
-            return int(struct.unpack_from("<I", self._fat, cluster * 4)[0]) & 0x0FFFFFFF
+            return int.from_bytes(self._fat_bytes(cluster * 4, 4), "little") & 0x0FFFFFFF
         if bits == 16:
-            return int(struct.unpack_from("<H", self._fat, cluster * 2)[0])
-        pair = struct.unpack_from("<H", self._fat, cluster * 3 // 2)[0]
-        return int(pair >> 4 if cluster & 1 else pair & 0xFFF)
+            return int.from_bytes(self._fat_bytes(cluster * 2, 2), "little")
+        pair = int.from_bytes(self._fat_bytes(cluster * 3 // 2, 2), "little")
+        return pair >> 4 if cluster & 1 else pair & 0xFFF
 
     def _chain(self, cluster: int) -> list[int]:
         end = {12: 0xFF8, 16: 0xFFF8, 32: 0x0FFFFFF8}[self.geometry.bits]

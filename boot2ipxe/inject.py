@@ -17,6 +17,7 @@ from boot2ipxe.fat import SECTOR
 from boot2ipxe.fatfs import FatReader
 from boot2ipxe.inspect import ImageReport, inspect_image
 from boot2ipxe.model import Spec
+from boot2ipxe.sparse import copy_sparse
 from boot2ipxe.tools import run
 
 
@@ -80,10 +81,6 @@ def _script_path(files: list[dict[str, object]], binary: str, default: str) -> s
         if str(f["path"]).casefold() == beside:
             return str(f["path"])
     return default
-
-
-def copy_sparse(source: Path, target: Path) -> None:
-    run(["cp", "--reflink=auto", "--sparse=always", str(source), str(target)])
 
 
 @dataclass(frozen=True)
@@ -173,6 +170,6 @@ def inject_image(
     fat = fat or read_base_fat(base, target)
     check_room(base, target, files, fat)
     with pending_file(output) as tmp, tempfile.TemporaryDirectory(prefix="boot2ipxe-inject-") as staging:
-        copy_sparse(base, tmp)  # onto mkstemp's 0600 file: cp keeps the target's mode
+        copy_sparse(base, tmp)  # into mkstemp's 0600 file, whose mode it keeps
         write_files(tmp, target.offset, files, epoch, Path(staging), fat.directories)
         tmp.replace(output)

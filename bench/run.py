@@ -628,12 +628,15 @@ def report_inject(inject: InjectResult) -> list[str]:
     p_(f"### Inject: {MACHINES} machines from one {INJECT_BASE} base image, one `boot2ipxe inject` call")
     p_()
     per = inject.samples.median / MACHINES * 1000
-    p_("| what | total | per machine |")
-    p_("|---|---|---|")
-    p_(f"| `boot2ipxe inject` ({MACHINES} × --name) | {inject.samples.show()} | {per:.1f} ms |")
+    p_("| what | total | per machine | CPU per machine |")
+    p_("|---|---|---|---|")
+    p_(
+        f"| `boot2ipxe inject` ({MACHINES} × --name) | {inject.samples.show()} | {per:.1f} ms | "
+        f"{inject.samples.cpu_median / MACHINES * 1000:.1f} ms |"
+    )
     p_(
         f"| reference: {MACHINES} × `cp --sparse=always` of the base alone | {inject.cp_samples.show()} | "
-        f"{inject.cp_samples.median / MACHINES * 1000:.1f} ms |"
+        f"{inject.cp_samples.median / MACHINES * 1000:.1f} ms | {inject.cp_samples.cpu_median / MACHINES * 1000:.1f} ms |"
     )
     p_()
     p_(
@@ -667,12 +670,13 @@ def report_fetch(fetches: list[FetchResult]) -> list[str]:
     p_()
     p_("### Cold fetch: `boot2ipxe fetch` (fresh cache) vs `curl` of the same archives, same local server")
     p_()
-    p_("| platform | archives | boot2ipxe | curl | boot2ipxe throughput | curl throughput | ratio |")
-    p_("|---|---|---|---|---|---|---|")
+    p_("| platform | archives | boot2ipxe | curl | boot2ipxe throughput | curl throughput | ratio | CPU boot2ipxe / curl |")
+    p_("|---|---|---|---|---|---|---|---|")
     for f in fetches:
         p_(
             f"| {f.platform} | {len(f.archives)}, {mib(f.size)} | {f.ours.show()} | {f.curl.show()} | "
-            f"{f.size / f.ours.median / MiB:.1f} MiB/s | {f.size / f.curl.median / MiB:.1f} MiB/s | {f.percent:.1f} % |"
+            f"{f.size / f.ours.median / MiB:.1f} MiB/s | {f.size / f.curl.median / MiB:.1f} MiB/s | {f.percent:.1f} % | "
+            f"{f.ours.cpu_median:.3f} s / {f.curl.cpu_median:.3f} s |"
         )
     p_()
     for f in fetches:

@@ -15,6 +15,8 @@ from pathlib import Path
 BLOCK = 4096
 CHUNK = 4 * 1024 * 1024
 _ZEROS = bytes(CHUNK)
+COPY_CHUNK = 1024 * 1024
+_ZERO_VIEW = memoryview(_ZEROS)
 FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int), the reflink that cp --reflink uses
 
 
@@ -92,34 +94,33 @@ def copy_sparse(source: Path, target: Path) -> None:
             pass  # not supported here (ext4, tmpfs, another filesystem): copy the data
         size = os.fstat(src.fileno()).st_size
         os.ftruncate(dst.fileno(), 0)
+        buffer = memoryview(bytearray(COPY_CHUNK))
         for start, end in data_ranges(src.fileno(), size):
             position = start
             while position < end:
-                chunk = os.pread(src.fileno(), min(CHUNK, end - position), position)
-                if not chunk:
+                count = os.preadv(src.fileno(), [buffer[: min(COPY_CHUNK, end - position)]], position)
+                if count <= 0:
                     break
-                _write_nonzero(dst.fileno(), chunk, position)
-                position += len(chunk)
+                _write_nonzero(dst.fileno(), buffer[:count], position)
+                position += count
         os.ftruncate(dst.fileno(), size)
 
 
-def _write_nonzero(fd: int, chunk: bytes, offset: int) -> None:
-    """Write the runs of ``chunk`` that are not all-zero blocks (ranges start block-aligned)."""
-    if chunk == _ZEROS[: len(chunk)]:
+def _write_nonzero(fd: int, data: memoryview, offset: int) -> None:
+    """Write the runs of ``data`` that are not all-zero blocks (``offset`` is block-aligned)."""
+    if data == _ZERO_VIEW[: len(data)]:
         return
-    view = memoryview(chunk)
-    zero = _ZEROS[:BLOCK]
     run_start = None
-    for at in range(0, len(chunk), BLOCK):
-        block = view[at : at + BLOCK]
-        if block == zero[: len(block)]:
+    for at in range(0, len(data), BLOCK):
+        block = data[at : at + BLOCK]
+        if block == _ZERO_VIEW[: len(block)]:
             if run_start is not None:
-                os.pwrite(fd, view[run_start:at], offset + run_start)
+                os.pwrite(fd, data[run_start:at], offset + run_start)
                 run_start = None
         elif run_start is None:
             run_start = at
     if run_start is not None:
-        os.pwrite(fd, view[run_start:], offset + run_start)
+        os.pwrite(fd, data[run_start:], offset + run_start)
 
 
 def bmap_xml(size: int, ranges: list[tuple[int, int, str]]) -> str:

@@ -17,7 +17,6 @@ from boot2ipxe.fat import SECTOR
 from boot2ipxe.fatfs import FatReader
 from boot2ipxe.inspect import ImageReport, inspect_image
 from boot2ipxe.model import Spec
-from boot2ipxe.sparse import copy_sparse
 from boot2ipxe.tools import run
 
 
@@ -107,6 +106,10 @@ def read_base_fat(base: Path, target: Target) -> BaseFat:
     )
 
 
+def copy_sparse(source: Path, target: Path) -> None:
+    run(["cp", "--reflink=auto", "--sparse=always", str(source), str(target)])
+
+
 def check_room(base: Path, target: Target, files: Mapping[str, bytes], fat: BaseFat | None = None) -> None:
     """Refuse, naming the base, when the files cannot fit in iPXE's FAT partition."""
     fat = fat or read_base_fat(base, target)
@@ -170,6 +173,6 @@ def inject_image(
     fat = fat or read_base_fat(base, target)
     check_room(base, target, files, fat)
     with pending_file(output) as tmp, tempfile.TemporaryDirectory(prefix="boot2ipxe-inject-") as staging:
-        copy_sparse(base, tmp)  # into mkstemp's 0600 file, whose mode it keeps
+        copy_sparse(base, tmp)  # onto mkstemp's 0600 file: cp keeps the target's mode
         write_files(tmp, target.offset, files, epoch, Path(staging), fat.directories)
         tmp.replace(output)

@@ -1,4 +1,4 @@
-"""Sparse files: data ranges (SEEK_DATA/SEEK_HOLE), hole-aware hashing and copies, bmaptool block maps.
+"""Sparse files: data ranges (SEEK_DATA/SEEK_HOLE), hole-aware hashing, bmaptool block maps.
 
 One pass over the data gives the image's sha256 and, when asked, the .bmap (bmaptool format 2.0)
 that lets ``bmaptool copy`` flash only the blocks that hold data.
@@ -7,7 +7,6 @@ that lets ``bmaptool copy`` flash only the blocks that hold data.
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import os
 from pathlib import Path
@@ -15,9 +14,6 @@ from pathlib import Path
 BLOCK = 4096
 CHUNK = 4 * 1024 * 1024
 _ZEROS = bytes(CHUNK)
-COPY_CHUNK = 1024 * 1024
-_ZERO_VIEW = memoryview(_ZEROS)
-FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int), the reflink that cp --reflink uses
 
 
 def data_ranges(fd: int, size: int) -> list[tuple[int, int]]:
@@ -77,50 +73,6 @@ def hash_image(path: Path, bmap: Path | None = None) -> str:
     if bmap is not None:
         bmap.write_text(bmap_xml(size, block_ranges), encoding="utf-8")
     return whole.hexdigest()
-
-
-def copy_sparse(source: Path, target: Path) -> None:
-    """Copy ``source`` into the existing file ``target``, keeping target's mode: ``cp --reflink=auto --sparse=always``
-    without starting a process (inject makes one copy per machine).
-
-    A reflink where the filesystem shares extents (btrfs, XFS); otherwise only the data ranges are read, and
-    within them every all-zero 4 KiB block is left a hole, so the copy is at least as sparse as the source.
-    """
-    with source.open("rb", buffering=0) as src, target.open("r+b", buffering=0) as dst:
-        try:
-            fcntl.ioctl(dst.fileno(), FICLONE, src.fileno())
-            return
-        except OSError:
-            pass  # not supported here (ext4, tmpfs, another filesystem): copy the data
-        size = os.fstat(src.fileno()).st_size
-        os.ftruncate(dst.fileno(), 0)
-        buffer = memoryview(bytearray(COPY_CHUNK))
-        for start, end in data_ranges(src.fileno(), size):
-            position = start
-            while position < end:
-                count = os.preadv(src.fileno(), [buffer[: min(COPY_CHUNK, end - position)]], position)
-                if count <= 0:
-                    break
-                _write_nonzero(dst.fileno(), buffer[:count], position)
-                position += count
-        os.ftruncate(dst.fileno(), size)
-
-
-def _write_nonzero(fd: int, data: memoryview, offset: int) -> None:
-    """Write the runs of ``data`` that are not all-zero blocks (``offset`` is block-aligned)."""
-    if data == _ZERO_VIEW[: len(data)]:
-        return
-    run_start = None
-    for at in range(0, len(data), BLOCK):
-        block = data[at : at + BLOCK]
-        if block == _ZERO_VIEW[: len(block)]:
-            if run_start is not None:
-                os.pwrite(fd, data[run_start:at], offset + run_start)
-                run_start = None
-        elif run_start is None:
-            run_start = at
-    if run_start is not None:
-        os.pwrite(fd, data[run_start:], offset + run_start)
 
 
 def bmap_xml(size: int, ranges: list[tuple[int, int, str]]) -> str:

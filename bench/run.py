@@ -691,7 +691,7 @@ def report_fetch(fetches: list[FetchResult]) -> list[str]:
     f = fetches[0]
     ok = f.percent >= TARGET_FETCH_PERCENT
     return [
-        f"cold fetch throughput vs curl: {f.percent:.1f} % ({f.platform}) (target >= {TARGET_FETCH_PERCENT:.0f} %) {verdict(ok)}"
+        f"cold fetch throughput vs curl: {f.percent:.1f} % (target >= {TARGET_FETCH_PERCENT:.0f} %) {verdict(ok)} ({f.platform})"
     ]
 
 

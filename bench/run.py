@@ -45,6 +45,7 @@ for extra in (ROOT, ROOT / "tests"):
 
 import mirror as test_mirror  # noqa: E402  (tests/mirror.py: where the local Debian test mirror lives)
 
+from boot2ipxe import archive  # noqa: E402
 from boot2ipxe.cache import Cache  # noqa: E402
 from boot2ipxe.fat import SECTOR, read_boot_sector  # noqa: E402
 from boot2ipxe.fatfs import FatReader  # noqa: E402
@@ -475,26 +476,41 @@ class FetchResult:
     ours: Samples
     curl: Samples
     requested_same: bool
+    startup: Samples  # boot2ipxe fetch --help: interpreter and the command's imports
+    extraction: Samples  # taking the members out of the archives, in this process
 
     @property
     def percent(self) -> float:
         return 100 * self.curl.median / self.ours.median
 
 
-def fetch_urls(spec: Spec, url: str) -> list[str]:
-    """The archive files a cold fetch takes from the mirror: each source's first ${debian} origin."""
-    seen: dict[str, None] = {}
+def mirror_origins(spec: Spec) -> dict[str, list[str]]:
+    """The files a cold fetch takes from the mirror (each source's first ${debian} origin): pool path -> members."""
+    found: dict[str, list[str]] = {}
     for source in spec.sources.values():
         origin = next((o for o in source.origins if o.url and o.url.startswith("${debian}/")), None)
         if origin is not None and origin.url is not None:
-            seen[url + origin.url.removeprefix("${debian}")] = None
-    return list(seen)
+            members = found.setdefault(origin.url.removeprefix("${debian}/"), [])
+            if origin.extract:
+                members.append(archive.member_name(origin.extract))
+    return found
+
+
+def time_extraction(mirror: Path, origins: Mapping[str, list[str]], scratch: Path, samples: Samples) -> None:
+    """archive.extract of every wanted member, as fetch does it once the archives are in the cache."""
+    reset_dir(scratch)
+    start = time.perf_counter()
+    for path, members in origins.items():
+        if members:
+            archive.extract(mirror / path, members, {m: scratch / str(i) for i, m in enumerate(members)})
+    samples.wall.append(time.perf_counter() - start)
 
 
 def bench_fetch(name: str, spec: Spec, work: Path, runs: int, env: Mapping[str, str], server: Server) -> FetchResult:
-    urls = fetch_urls(spec, server.url)
+    origins = mirror_origins(spec)
     mirror = test_mirror.mirror_dir()
-    size = sum((mirror / u.removeprefix(server.url + "/")).stat().st_size for u in urls)
+    urls = [f"{server.url}/{path}" for path in origins]
+    size = sum((mirror / path).stat().st_size for path in origins)
     cold = work / "cold-cache"
     downloads = work / "curl"
     spec_path = str(ROOT / "platforms" / f"{name}.yaml")
@@ -502,7 +518,7 @@ def bench_fetch(name: str, spec: Spec, work: Path, runs: int, env: Mapping[str, 
     curl_argv = ["curl", "--silent", "--show-error", "--fail"] + (["--parallel", "--parallel-max", "4"] if len(urls) > 1 else [])
     for i, u in enumerate(urls):
         curl_argv += ["-o", str(downloads / f"{i}"), u]
-    ours, curl = Samples(), Samples()
+    ours, curl, startup, extraction = Samples(), Samples(), Samples(), Samples()
     requested: set[str] = set()
     for n in range(runs + 1):  # the first run of each is a warm-up
         log(f"fetch {name}: run {n}/{runs}" if n else f"fetch {name}: warm-up")
@@ -515,7 +531,10 @@ def bench_fetch(name: str, spec: Spec, work: Path, runs: int, env: Mapping[str, 
             else:
                 reset_dir(downloads)
                 run(curl_argv, env, samples=curl if n else None)
-    return FetchResult(name, urls, size, ours, curl, requested == set(urls))
+        if n:
+            run(boot2ipxe("fetch", "--help"), env, samples=startup)
+            time_extraction(mirror, origins, work / "extracted", extraction)
+    return FetchResult(name, urls, size, ours, curl, requested == set(urls), startup, extraction)
 
 
 def bench_floor(platforms: list[Platform], runs: int, env: Mapping[str, str]) -> dict[str, Samples]:
@@ -675,6 +694,13 @@ def report_fetch(fetches: list[FetchResult]) -> list[str]:
             f"{f.size / f.ours.median / MiB:.1f} MiB/s | {f.size / f.curl.median / MiB:.1f} MiB/s | {f.percent:.1f} % | "
             f"{f.ours.cpu_median:.3f} s / {f.curl.cpu_median:.3f} s |"
         )
+    p_()
+    p_("Parts of a cold boot2ipxe fetch, measured alone:")
+    p_()
+    p_("| platform | start-up (`python -m boot2ipxe fetch --help`) | extracting the members (`archive.extract`, in-process) |")
+    p_("|---|---|---|")
+    for f in fetches:
+        p_(f"| {f.platform} | {f.startup.show()} | {f.extraction.show()} |")
     p_()
     for f in fetches:
         same = "the same files" if f.requested_same else "NOT the same files (see the server log)"

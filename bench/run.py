@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark boot2ipxe against genimage and curl, side by side in one run on this machine.
 
-    python bench/run.py [--runs N] [--quick] [--work DIR] [--keep]
+    python bench/run.py [--runs N] [--quick] [--only build,inject,fetch] [--work DIR] [--keep]
 
 What it measures (every boot2ipxe step is the CLI as a user runs it, interpreter start-up included):
 
@@ -90,12 +90,10 @@ class Samples:
     def cpu_median(self) -> float:
         return statistics.median(self.cpu) if self.cpu else float("nan")
 
-    def spread(self, scale: float = 1.0, digits: int = 3) -> str:
-        return f"{min(self.wall) * scale:.{digits}f}–{max(self.wall) * scale:.{digits}f}"
+    def spread(self) -> str:
+        return f"{min(self.wall):.3f}–{max(self.wall):.3f}"
 
-    def show(self, unit: str = "s") -> str:
-        if unit == "ms":
-            return f"{self.median * 1000:.1f} ms [{self.spread(1000, 1)}]"
+    def show(self) -> str:
         return f"{self.median:.3f} s [{self.spread()}]"
 
 
@@ -207,12 +205,13 @@ def genimage_config(plan: Plan, blobs: Mapping[str, Blob], inputs: Path) -> str:
     lines: list[str] = []
     partitions: list[str] = []
     for p in plan.partitions:
-        image = f"{name}-p{p.index}.{'vfat' if p.fat else 'ext4' if p.ext4 else 'raw'}"
+        image = ""  # a partition without a filesystem is left empty
         if p.fat is not None:
+            image = f"{name}-p{p.index}.vfat"
             g = p.fat
             extra = f"-F {g.bits} -s {g.sectors_per_cluster} -R {g.reserved_sectors} -f {g.fat_count} -h {g.hidden_sectors}"
             extra += f" -i {p.fs_id} -S {SECTOR}" + (f" -r {g.root_entries}" if g.bits != 32 else "")
-            lines += [f"image {name}-p{p.index}.vfat {{", "  temporary = true", f"  size = {p.size}", "  vfat {"]
+            lines += [f"image {image} {{", "  temporary = true", f"  size = {p.size}", "  vfat {"]
             if p.label:
                 lines.append(f"    label = {_quote(p.label)}")
             lines.append(f"    extraargs = {_quote(extra)}")
@@ -225,19 +224,17 @@ def genimage_config(plan: Plan, blobs: Mapping[str, Blob], inputs: Path) -> str:
                 lines.append(f"    file {_quote(f.dest)} {{ image = {_quote(str(source))} }}")
             lines += ["  }", "}"]
         elif p.ext4 is not None:
+            image = f"{name}-p{p.index}.ext4"
             e = p.ext4
             # genimage adds -O ^large_file -O ^huge_file; the -O here (after them) turns them back on, as boot2ipxe has them.
             extra = f"-b {e.block_size} -U {e.uuid} -E hash_seed={e.hash_seed},lazy_itable_init=1,lazy_journal_init=1,nodiscard"
             extra += " -O large_file,huge_file"
-            lines += [f"image {name}-p{p.index}.ext4 {{", "  temporary = true", f"  size = {p.size}", "  empty = true"]
+            lines += [f"image {image} {{", "  temporary = true", f"  size = {p.size}", "  empty = true"]
             lines.append("  ext4 {")
             lines += ["    use-mke2fs = true", f"    mke2fs-conf = {_quote(str(ROOT / 'boot2ipxe' / 'data' / 'mke2fs.conf'))}"]
             if p.label:
                 lines.append(f"    label = {_quote(p.label)}")
             lines += [f"    extraargs = {_quote(extra)}", "  }", "}"]
-            image = f"{name}-p{p.index}.ext4"
-        else:
-            image = ""
         part = [f"  partition {p.name} {{", f"    offset = {p.offset}", f"    size = {p.size}"]
         if plan.table == "gpt":
             part += [f"    partition-type-uuid = {_quote(p.type_code)}", f"    partition-uuid = {_quote(p.uuid or '')}"]
@@ -410,8 +407,8 @@ def bench_builds(platforms: list[Platform], runs: int, env: Mapping[str, str], c
         found = differences(describe(p.image), describe(p.genimage.image))
         p.notes += found or [
             "same table, disk id, partition starts, sizes, types, flags and GUIDs, FAT variant and geometry, FAT label "
-            "and serial, file contents, ext4 size, UUID, label and features (the bytes differ: timestamps, "
-            "cluster placement)"
+            "and serial, file contents, ext4 size, UUID, label and features (not the same bytes: boot-sector fields "
+            "each formatter sets its own way, such as the OEM name and drive number, where files are placed, timestamps)"
         ]
         extra = sorted(x.name for x in p.genimage.image.parent.iterdir() if x != p.genimage.image)
         p.notes.append("genimage wrote " + (", ".join(extra) if extra else "the image only (no sidecar files)"))

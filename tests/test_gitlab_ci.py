@@ -81,7 +81,10 @@ def jobs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def copy_repo(target: Path) -> Path:
     """The project's files as git sees them (tracked and new, not ignored), committed in a fresh repository."""
     listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, check=True
+        ["git", "-c", "safe.directory=*", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
     ).stdout
     target.mkdir(parents=True)
     for name in filter(None, listed.decode().split("\0")):

@@ -228,6 +228,18 @@ def test_build_stage_triggers_the_generated_pipeline() -> None:
     assert generated[0] in " ".join(config["generate"]["script"])
 
 
+def test_docs_name_every_variable_the_jobs_read() -> None:
+    docs = (ROOT / "docs" / "gitlab-ci.md").read_text(encoding="utf-8")
+    scripts = "".join((ROOT / "ci" / name).read_text(encoding="utf-8") for name in ("build.sh", "netboot.sh", "setup.sh"))
+    read = set(re.findall(r"\b((?:BOOT2IPXE_|MACHINE_|ZSTD_|SCHEDULED_|CI_LOCAL)[A-Z_]*)\b", scripts))
+    read |= {"PLATFORMS"}
+    assert {"BOOT2IPXE_CA_CERT", "BOOT2IPXE_CA_KEY", "BOOT2IPXE_SERVER", "MACHINE_NAME", "SCHEDULED_REBUILD"} <= read
+    for name in sorted(read):
+        assert re.search(rf"`{name}[`=]", docs), f"docs/gitlab-ci.md does not explain {name}"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "## GitLab CI" in readme and "docs/gitlab-ci.md" in readme
+
+
 # --- the generated child pipeline -----------------------------------------------------------------------------------
 
 

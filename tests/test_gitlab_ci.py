@@ -362,6 +362,21 @@ def test_build_script_publishes_the_compressed_image_with_its_sidecars(
     )
     assert sha256_of(flashed) == recorded[0]
 
+    # The daily rebuild starts from an empty cache: every blob comes from its origin again, same image.
+    assert http_mirror.requests
+    http_mirror.reset()
+    rebuild = run_script(repo, ["ci/build.sh", "x86-uefi"], env | {"SCHEDULED_REBUILD": "1"})
+    assert rebuild.returncode == 0, rebuild.stderr
+    assert "SCHEDULED_REBUILD: starting from an empty blob cache" in rebuild.stderr
+    origins = {
+        "/" + origin["url"].removeprefix("${debian}/")
+        for source in yaml.safe_load((repo / "platforms" / "x86-uefi.yaml").read_text())["sources"].values()
+        for origin in source["origins"][:1]
+        if origin["url"].startswith("${debian}/")
+    }
+    assert origins and {r.path for r in http_mirror.requests} >= origins
+    assert (out / "x86-uefi.img.sha256").read_text().split() == recorded
+
 
 def test_build_script_refuses_an_unknown_platform(repo: Path) -> None:
     result = run_script(repo, ["ci/build.sh", "nope"], job_env())

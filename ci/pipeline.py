@@ -91,6 +91,7 @@ def build_job(name: str, spec_path: str, tag: bool) -> dict[str, Any]:
 def netboot_job(name: str) -> dict[str, Any]:
     return {
         "stage": "netboot",
+        "interruptible": False,  # a newer pipeline on the branch must not cancel an image someone asked for
         "needs": [{"job": f"build:{name}", "artifacts": True}],
         "rules": [{"if": '$CI_COMMIT_REF_PROTECTED == "true"', "when": "manual", "allow_failure": True}],
         "script": [f"ci/netboot.sh {name}"],
@@ -107,6 +108,7 @@ def netboot_job(name: str) -> dict[str, Any]:
 def release_job(names: list[str]) -> dict[str, Any]:
     return {
         "stage": "release",
+        "interruptible": False,
         "needs": [{"job": f"build:{n}", "artifacts": True} for n in names],
         "script": [". ci/setup.sh none ca-certificates", f'"$PY" ci/release.py {" ".join(names)}'],
     }

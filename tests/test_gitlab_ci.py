@@ -261,6 +261,7 @@ def test_child_pipeline_has_a_build_and_a_netboot_job_per_platform(tmp_path: Pat
         assert netboot["needs"] == [{"job": f"build:{name}", "artifacts": True}]
         assert netboot["rules"] == [{"if": '$CI_COMMIT_REF_PROTECTED == "true"', "when": "manual", "allow_failure": True}]
         assert netboot["script"] == [f"ci/netboot.sh {name}"]
+        assert netboot["interruptible"] is False
         assert netboot["artifacts"]["paths"] == ["out/netboot/"]
         assert netboot["artifacts"]["expire_in"] == "1 day"
         assert netboot["artifacts"]["access"] == "developer"

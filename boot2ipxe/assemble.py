@@ -172,6 +172,7 @@ class Assembler:
                 want.bootable,
             ):
                 raise BuildError(f"{image}: partition {want.index} reads back as {got}, planned {want.start}+{want.sectors}")
+        self._verify_with_libparted(image)
         with image.open("rb") as f:
             for p in self.plan.partitions:
                 if p.fat is None:
@@ -180,6 +181,35 @@ class Assembler:
                 written = read_boot_sector(f.read(SECTOR))
                 if written != p.fat:
                     raise BuildError(f"{image}: FAT in partition {p.index} differs from the plan: {written} != {p.fat}")
+
+    def _verify_with_libparted(self, image: Path) -> None:
+        """A second, independent reader of the table sfdisk wrote: libparted (pyparted).
+
+        libparted 3.5 cannot report type codes (sfdisk's read-back checks those); it checks the table kind, every
+        partition's extent, the MBR active flag, GPT names and the GPT legacy-BIOS-bootable attribute.
+        """
+        import parted
+
+        try:
+            disk = parted.newDisk(parted.getDevice(str(image)))
+        except (parted.DiskException, parted.IOException) as exc:
+            raise BuildError(f"{image}: libparted cannot read the partition table sfdisk wrote: {exc}") from None
+        gpt = self.plan.table == "gpt"
+        if disk.type != ("gpt" if gpt else "msdos"):
+            raise BuildError(f"{image}: libparted reads a {disk.type} table, planned {self.plan.table}")
+        got = [
+            (
+                p.number,
+                p.geometry.start,
+                p.geometry.length,
+                p.getFlag(parted.PARTITION_LEGACY_BOOT if gpt else parted.PARTITION_BOOT),
+                p.name if gpt else None,
+            )
+            for p in disk.partitions
+        ]
+        want = [(p.index, p.start, p.sectors, p.bootable, p.name if gpt else None) for p in self.plan.partitions]
+        if got != want:
+            raise BuildError(f"{image}: libparted reads the partitions as {got}, planned {want}")
 
     def manifest(self, image_sha256: str) -> dict[str, Any]:
         spec = self.plan.spec

@@ -271,3 +271,22 @@ def test_bmap_flashes_an_identical_copy_with_bmaptool(built: tuple[Plan, Path, s
         ["bmaptool", "copy", "--bmap", str(tampered), str(image), str(tmp_path / "x.img")], capture_output=True
     )
     assert refused.returncode != 0
+
+
+def test_libparted_read_back_catches_a_table_that_differs_from_the_plan(built: tuple[Plan, Path, str]) -> None:
+    """libparted reads the table independently of sfdisk; a plan the image does not match is refused."""
+    import dataclasses
+
+    from boot2ipxe.assemble import Assembler
+    from boot2ipxe.errors import BuildError
+
+    plan, image, _ = built
+    Assembler(plan, blobs_for(plan), EPOCH)._verify_with_libparted(image)  # the real plan matches
+    renamed = dataclasses.replace(plan.partitions[1], name="other")
+    wrong = dataclasses.replace(plan, partitions=(plan.partitions[0], renamed, plan.partitions[2]))
+    with pytest.raises(BuildError, match=r"libparted reads the partitions as .*'esp'.*planned .*'other'"):
+        Assembler(wrong, blobs_for(wrong), EPOCH)._verify_with_libparted(image)
+    moved = dataclasses.replace(plan.partitions[2], start=plan.partitions[2].start + 2048)
+    wrong = dataclasses.replace(plan, partitions=(*plan.partitions[:2], moved))
+    with pytest.raises(BuildError, match="libparted reads the partitions as"):
+        Assembler(wrong, blobs_for(wrong), EPOCH)._verify_with_libparted(image)

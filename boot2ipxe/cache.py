@@ -5,14 +5,16 @@ Layout, one shard directory per first two hex digits::
 
     blobs/sha256/ab/abcd…          the bytes whose sha256 is the name; read-only
     blobs/sha256/ab/abcd….origin   one line: where the bytes came from (for image manifests)
+    blobs/sha256/ab/.abcd….verified  the blob's device, inode, size, mtime and ctime when its sha256 last matched
     blobs/sha256/ab/.abcd….lock    fcntl lock held while the blob is being obtained
     blobs/sha256/ab/.abcd….part    a partial download, resumed with an HTTP Range request
     blobs/sha256/ab/.tmp-…         files being written; renamed into place only once verified
 
 Invariants: a file at a blob path only ever appears by ``os.replace`` of a temporary file in the same
 directory, after its sha256 was checked, so several builds can share one cache and no reader ever sees
-a partial or unverified blob. :meth:`Cache.lookup` re-verifies a cached blob once per process (full hash,
-then memoised by inode, size and mtime) and reports a damaged one as missing; whoever next obtains it
+a partial or unverified blob. :meth:`Cache.lookup` hashes a cached blob only when its ``.verified`` stamp no
+longer matches the file: any write to the blob, or a chmod to make one possible, changes its ctime, which
+no one can set back. A blob whose bytes no longer match is reported as missing; whoever next obtains it
 replaces it under the blob's lock.
 """
 
@@ -23,7 +25,6 @@ import fcntl
 import hashlib
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -34,8 +35,8 @@ from boot2ipxe.errors import FetchError
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1 << 20
 
-# Process-wide memo of verified blobs: path -> (sha256, device, inode, size, mtime_ns).
-_verified: dict[str, tuple[str, int, int, int, int]] = {}
+# Process-wide memo of verified blobs: path -> (sha256, device, inode, size, mtime_ns, ctime_ns).
+_verified: dict[str, tuple[str, int, int, int, int, int]] = {}
 _verified_lock = threading.Lock()
 
 
@@ -53,8 +54,23 @@ def hash_file(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+def _stat_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _stamp(sha256: str, st: os.stat_result) -> str:
+    return " ".join([sha256, *map(str, _stat_key(st))]) + "\n"
+
+
+def _replace_with(target: Path, text: str) -> None:
+    """Write ``text`` to ``target`` through a temporary file in the same directory and a rename."""
+    tmp = target.with_name(f".tmp-{os.urandom(6).hex()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def copy_hashed(source: IO[bytes], target: IO[bytes], limit: int | None = None) -> tuple[str, int] | None:
@@ -110,15 +126,30 @@ class Cache:
             memo = _verified.get(key)
         if memo is not None and memo[0] == sha256 and memo[1:] == _stat_key(st):
             return path
+        stamp = self._stamp_path(sha256)
         try:
-            good = hash_file(path) == sha256
-        except OSError:
-            return None
+            good = stamp.read_text(encoding="utf-8") == _stamp(sha256, st)
+        except (OSError, UnicodeError):
+            good = False
+        if not good:
+            try:
+                good = hash_file(path) == sha256
+            except OSError:
+                return None
+            if good:
+                self._write_stamp(sha256, st)
         if good:
             with _verified_lock:
                 _verified[key] = (sha256, *_stat_key(st))
             return path
         return None
+
+    def _stamp_path(self, sha256: str) -> Path:
+        return self.path(sha256).with_name(f".{sha256}.verified")
+
+    def _write_stamp(self, sha256: str, st: os.stat_result) -> None:
+        with contextlib.suppress(OSError):  # a read-only cache: the blob is hashed again next time
+            _replace_with(self._stamp_path(sha256), _stamp(sha256, st))
 
     def origin(self, sha256: str) -> str:
         try:
@@ -139,9 +170,9 @@ class Cache:
 
     def temp(self, sha256: str) -> Path:
         """A new empty temporary file beside the blob (the caller commits or removes it)."""
-        fd, name = tempfile.mkstemp(prefix=".tmp-", dir=self.shard(sha256))
-        os.close(fd)
-        return Path(name)
+        path = self.shard(sha256) / f".tmp-{os.urandom(6).hex()}"
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        return path
 
     def commit(self, tmp: Path, sha256: str, digest: str, origin: str) -> Path:
         """Move a verified temporary file into place. ``digest`` is the sha256 computed while writing it.
@@ -159,6 +190,7 @@ class Cache:
             tmp.replace(path)
             self._write_origin(sha256, origin)
             st = path.stat()
+            self._write_stamp(sha256, st)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise FetchError(f"cannot store {sha256} in the cache {self.root}: {exc.strerror or exc}") from None
@@ -185,23 +217,17 @@ class Cache:
     def discard(self, sha256: str) -> None:
         """Remove a damaged blob (call with the blob's lock held)."""
         path = self.path(sha256)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        for gone in (path, self._stamp_path(sha256)):
+            with contextlib.suppress(FileNotFoundError):
+                gone.unlink()
         with _verified_lock:
             _verified.pop(str(path), None)
 
     def _write_origin(self, sha256: str, origin: str) -> None:
-        target = self.path(sha256).with_name(sha256 + ".origin")
-        fd, name = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(origin.replace("\n", " ") + "\n")
-            Path(name).replace(target)
-        except BaseException:
-            Path(name).unlink(missing_ok=True)
-            raise
+        _replace_with(self.path(sha256).with_name(sha256 + ".origin"), origin.replace("\n", " ") + "\n")
 
     def leftovers(self) -> list[Path]:
         """Temporary and partial files (for tests and diagnostics); locks are not leftovers."""
         base = self.root / "blobs"
-        return sorted(p for p in base.rglob(".*") if not p.name.endswith(".lock")) if base.is_dir() else []
+        kept = (".lock", ".verified")
+        return sorted(p for p in base.rglob(".*") if not p.name.endswith(kept)) if base.is_dir() else []

@@ -5,16 +5,18 @@
 first byte. Connection errors, timeouts, bodies cut short and HTTP 5xx/408/429 are retried up to
 ``NetConfig.attempts`` times with exponential back-off; other HTTP errors, TLS errors and unknown host
 names are not. Every failure is a :class:`DownloadError` whose message is one line fit for users.
-Verifying the bytes is the caller's job (see ``fetch.py``).
+The bytes are hashed as they arrive (a resumed file's first part once, before the rest): the caller gets
+the sha256 of the complete file without reading it again, and checks it (see ``fetch.py``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlsplit
 
 from boot2ipxe import __version__
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     import requests  # imported by the first download: commands that never download do not pay for it
 
 ProgressFn = Callable[[int, int | None], None]  # (bytes so far, total or None)
+CHUNK = 1 << 16  # read size: what a broken connection can lose before the download resumes
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,11 @@ class NetConfig:
     attempts: int = 4  # per URL: the first try and three retries
     backoff: float = 1.0  # seconds before the first retry, doubled for each further one
     max_bytes: int = 4 * 1024**3  # a download larger than this is refused unless the size is pinned
+
+
+class Downloaded(NamedTuple):
+    sha256: str  # of the whole file, resumed part included
+    received: int  # bytes this call received (over every attempt)
 
 
 class DownloadError(Exception):
@@ -56,15 +64,15 @@ def download(
     net: NetConfig,
     expected_size: int | None = None,
     progress: ProgressFn | None = None,
-) -> None:
+) -> Downloaded:
     """Fetch ``url`` into ``partial`` (resuming what it already holds). On return the file is complete."""
     last, connection = "", False
+    received = [0]  # bytes written by every attempt, counted by _attempt
     for attempt in range(1, net.attempts + 1):
         if attempt > 1:
             time.sleep(min(net.backoff * 2 ** (attempt - 2), 30.0))
         try:
-            _attempt(session, url, partial, net, expected_size, progress)
-            return
+            return Downloaded(_attempt(session, url, partial, net, expected_size, progress, received), received[0])
         except _Retry as exc:
             last = str(exc)
             connection = exc.connection
@@ -79,7 +87,8 @@ def _attempt(
     net: NetConfig,
     expected_size: int | None,
     progress: ProgressFn | None,
-) -> None:
+    received: list[int],
+) -> str:
     import requests
 
     have = partial.stat().st_size if partial.exists() else 0
@@ -95,17 +104,20 @@ def _attempt(
             responded = True
             start = _check_response(r, partial, have)
             if start is None:
-                return
+                return _hash_prefix(partial, have).hexdigest()
             have = start
+            digest = _hash_prefix(partial, have)
             length = r.headers.get("Content-Length")
             total = have + int(length) if length and length.isdigit() else None
             if expected_size is not None and total is not None and total != expected_size:
                 raise DownloadError(f"server sends {total} bytes, the spec pins size {expected_size}")
             limit = expected_size if expected_size is not None else net.max_bytes
             with partial.open("ab" if have else "wb") as f:
-                for chunk in r.iter_content(1 << 16):
+                for chunk in r.iter_content(CHUNK):
                     f.write(chunk)
+                    digest.update(chunk)
                     have += len(chunk)
+                    received[0] += len(chunk)
                     if have > limit:
                         f.close()
                         partial.unlink()
@@ -114,6 +126,7 @@ def _attempt(
                         progress(have, total)
             if total is not None and have < total:
                 raise _Retry(f"connection closed after {have} of {total} bytes")
+            return digest.hexdigest()
     except requests.exceptions.SSLError as exc:
         raise DownloadError(f"TLS error: {_root_cause(exc)}", connection=True) from None
     except requests.exceptions.ConnectTimeout:
@@ -133,6 +146,17 @@ def _attempt(
         raise _Retry(f"cannot connect: {cause}", connection=True) from None
     except requests.exceptions.RequestException as exc:
         raise DownloadError(f"request failed: {_root_cause(exc)}") from None
+
+
+def _hash_prefix(partial: Path, length: int) -> hashlib._Hash:
+    """sha256 of the first ``length`` bytes of a partial download (what a resumed download continues)."""
+    digest = hashlib.sha256()
+    if length:
+        with partial.open("rb") as f:
+            while length > 0 and (chunk := f.read(min(CHUNK, length))):
+                digest.update(chunk)
+                length -= len(chunk)
+    return digest
 
 
 def _check_response(r: requests.Response, partial: Path, have: int) -> int | None:

@@ -32,9 +32,10 @@ import contextlib
 import shlex
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
@@ -42,9 +43,10 @@ from urllib.parse import unquote, urlsplit
 from boot2ipxe import archive
 from boot2ipxe.cache import Cache, default_dir, hash_file
 from boot2ipxe.download import DownloadError, NetConfig, download
-from boot2ipxe.errors import FetchError, InputError, Problem
+from boot2ipxe.errors import FetchError, InputError
 from boot2ipxe.mirrors import Mirrors
 from boot2ipxe.model import Blob, Origin, Source, Spec
+from boot2ipxe.problems import Problem
 from boot2ipxe.schema import key_path
 
 if TYPE_CHECKING:
@@ -77,9 +79,34 @@ class Outcome:
         return out
 
 
+@dataclass(frozen=True)
+class Transfer:
+    """One download: bytes received and the seconds from the request to the last byte written and hashed."""
+
+    url: str
+    size: int
+    started: float  # time.monotonic()
+    ended: float
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.started
+
+
 @dataclass
 class Report:
     outcomes: list[Outcome] = field(default_factory=list)
+    transfers: list[Transfer] = field(default_factory=list)
+
+    def transfer_summary(self) -> dict[str, object]:
+        """Bytes downloaded, the seconds from the first request to the last byte, and their ratio (bytes/s)."""
+        size = sum(t.size for t in self.transfers)
+        ended, started = (
+            max((t.ended for t in self.transfers), default=0.0),
+            min((t.started for t in self.transfers), default=0.0),
+        )
+        span = round(ended - started, 6)
+        return {"bytes": size, "seconds": span, "bytes_per_second": round(size / span) if span > 0 else None}
 
     @property
     def failures(self) -> list[Problem]:
@@ -158,6 +185,7 @@ class Fetcher:
         self._wanted: dict[str, dict[str, str]] = {}  # archive sha256 -> {member: sha256 of the blob wanting it}
         self._extractions: dict[str, archive.Extraction] = {}
         self._temps: list[Path] = []
+        self._transfers: list[Transfer] = []
         self._cancel = threading.Event()  # set on an exception (Ctrl-C) in the caller: workers stop soon
 
     def ensure(self, spec: Spec) -> dict[str, FetchedBlob]:
@@ -193,6 +221,7 @@ class Fetcher:
         self._cancel.clear()
         self._failed.clear()
         self._dead_hosts.clear()
+        self._transfers.clear()
         pool = ThreadPoolExecutor(max_workers=min(self.jobs, len(pending) or 1))
         try:
             for need, result in zip(pending, pool.map(self._obtain, pending), strict=True):
@@ -207,7 +236,8 @@ class Fetcher:
             self._temps.clear()
             self._extractions.clear()
             self._wanted.clear()
-        return Report([outcomes[id(spec), source.id] for spec in specs for source in spec.sources.values()])
+        transfers = sorted(self._transfers, key=lambda t: t.started)
+        return Report([outcomes[id(spec), source.id] for spec in specs for source in spec.sources.values()], transfers)
 
     def import_files(self, files: Sequence[Path], specs: Sequence[Spec]) -> list[tuple[Path, str, list[str]]]:
         """Put each file into the cache if a spec pins its sha256 (as a blob or an archive-sha256).
@@ -248,19 +278,19 @@ class Fetcher:
             if path is not None:
                 return self._cached(need.sha256, path), "cached", []
             self.cache.discard(need.sha256)  # a damaged copy, if there is one
-            for origin in need.origins:
+            for n, origin in enumerate(need.origins):
                 if self._cancel.is_set():
                     break
                 try:
-                    path = self._from_origin(need, origin)
+                    path = self._from_origin(need, origin, last=n == len(need.origins) - 1)
                     return FetchedBlob(path, need.sha256, path.stat().st_size, origin.describe()), "fetched", []
                 except (OriginFailed, FetchError, OSError) as exc:
                     reasons.append(f"{self._where(origin)}: {exc}")
         return None, "failed", reasons
 
-    def _from_origin(self, need: _Need, origin: Origin) -> Path:
+    def _from_origin(self, need: _Need, origin: Origin, last: bool) -> Path:
         if origin.extract is None:
-            return self._direct(origin, need.sha256, need.size)
+            return self._direct(origin, need.sha256, need.size, last)
         if origin.archive_sha256 is None:
             raise OriginFailed("extract needs archive-sha256: an archive is verified before it is opened")
         member = _member(origin.extract)
@@ -272,7 +302,7 @@ class Fetcher:
                 archive_path = self.cache.lookup(origin.archive_sha256)
                 if archive_path is None:
                     self.cache.discard(origin.archive_sha256)
-                    archive_path = self._direct(origin, origin.archive_sha256, None)
+                    archive_path = self._direct(origin, origin.archive_sha256, None, last)
         extraction = self._extract(origin.archive_sha256, archive_path)
         with self._lock:
             problem, found = extraction.problems.get(member), extraction.found.get(member)
@@ -282,8 +312,11 @@ class Fetcher:
             raise OriginFailed(f"member {member} has sha256 {found.sha256}, not the pinned {need.sha256}")
         return self.cache.commit(found.path, need.sha256, found.sha256, origin.describe())
 
-    def _direct(self, origin: Origin, sha256: str, size: int | None) -> Path:
-        """The bytes at the origin's url or path (not extracted) into the cache as ``sha256``."""
+    def _direct(self, origin: Origin, sha256: str, size: int | None, last: bool) -> Path:
+        """The bytes at the origin's url or path (not extracted) into the cache as ``sha256``.
+
+        Only the last origin of a source is retried: before it, the next origin is the better retry.
+        """
         label = str(origin.path) if origin.path is not None else str(origin.url)
         location, local = self._locate(origin)
         with self._lock:
@@ -292,7 +325,7 @@ class Fetcher:
         try:
             if local is not None:
                 return self._copy(local, sha256, label)
-            return self._download(location, sha256, size, label)
+            return self._download(location, sha256, size, label, self.net if last else replace(self.net, attempts=1))
         except OriginFailed as exc:
             with self._lock:
                 self._failed[(location, sha256)] = str(exc)
@@ -308,7 +341,7 @@ class Fetcher:
         except OSError as exc:
             raise OriginFailed(f"cannot read {local}: {exc.strerror}") from None
 
-    def _download(self, url: str, sha256: str, size: int | None, label: str) -> Path:
+    def _download(self, url: str, sha256: str, size: int | None, label: str, net: NetConfig) -> Path:
         host = urlsplit(url).netloc
         with self._lock:
             dead = self._dead_hosts.get(host)
@@ -321,13 +354,15 @@ class Fetcher:
         for restart in (False, True):
             resumed = partial.exists() and partial.stat().st_size > 0
             try:
-                download(self._session(), url, partial, self.net, size, lambda d, t: self._progress(name, d, t))
+                started = time.monotonic()
+                digest, received = download(self._session(), url, partial, net, size, lambda d, t: self._progress(name, d, t))
+                with self._lock:
+                    self._transfers.append(Transfer(url, received, started, time.monotonic()))
             except DownloadError as exc:
                 if exc.connection:
                     with self._lock:
                         self._dead_hosts[host] = str(exc)
                 raise OriginFailed(str(exc)) from None
-            digest = hash_file(partial)
             if digest == sha256:
                 return self.cache.commit(partial, sha256, digest, label)
             partial.unlink(missing_ok=True)

@@ -4,6 +4,7 @@ work, and no bad or partial blob is ever left in the cache."""
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import re
 import time
@@ -201,6 +202,16 @@ def test_unreachable_host_is_tried_once_per_run(make_spec: Any, cache: Cache) ->
     )
 
 
+def test_only_the_last_origin_is_retried(make_spec: Any, faulty_server: TestServer, cache: Cache) -> None:
+    """An origin that fails is left at once for the next one (no back-off); the last one left gets the retries."""
+    faulty_server.routes["/first"] = Route(BLOB, then="500")
+    faulty_server.routes["/second"] = Route(BLOB, actions=["500"])
+    spec = one_url_spec(make_spec, faulty_server, "/first", "/second")
+    assert Fetcher(cache, mirrors()).ensure(spec)["blob"].path.read_bytes() == BLOB
+    assert [r.path for r in faulty_server.gets()] == ["/first", "/second", "/second"]
+    assert_clean(cache, [BLOB])
+
+
 def test_size_pin_is_checked_before_downloading(make_spec: Any, faulty_server: TestServer, cache: Cache) -> None:
     faulty_server.routes["/blob"] = Route(BLOB)
     spec = one_url_spec(make_spec, faulty_server, "/blob", size=1000)
@@ -220,7 +231,7 @@ def test_damaged_cached_blob_is_replaced(make_spec: Any, faulty_server: TestServ
     assert_clean(cache, [BLOB])
 
 
-def test_blobs_are_hashed_at_most_once_per_process(
+def test_cached_blobs_are_hashed_again_only_when_they_may_have_changed(
     make_spec: Any, faulty_server: TestServer, cache: Cache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hashed: list[str] = []
@@ -246,17 +257,30 @@ def test_blobs_are_hashed_at_most_once_per_process(
             }
         )
     )
-    Fetcher(cache, mirrors()).ensure(spec)  # downloads are hashed once each; members as they are extracted
-    assert sorted(hashed) == sorted([sha(BLOB), sha(deb)])
-    hashed.clear()
+    Fetcher(cache, mirrors()).ensure(spec)  # downloads are hashed as they arrive; members as they are extracted
+    assert hashed == []
     for _ in range(3):  # warm runs in the same process: no hashing at all, no request
         Fetcher(Cache(cache.root), mirrors()).ensure(spec)
     assert hashed == []
-    monkeypatch.setattr(cache_module, "_verified", {})  # as in a new process: each blob hashed once
-    for _ in range(3):
-        Fetcher(Cache(cache.root), mirrors()).ensure(spec)
-    assert sorted(hashed) == sorted([sha(BLOB), sha(OTHER)])
+    monkeypatch.setattr(cache_module, "_verified", {})  # as in a new process: the .verified stamps still match
+    Fetcher(Cache(cache.root), mirrors()).ensure(spec)
+    assert hashed == []
     assert len(faulty_server.gets()) == 2
+    # Anything that could have changed a blob changes its ctime: touched, it is hashed once, then trusted again.
+    os.utime(cache.path(sha(BLOB)))
+    monkeypatch.setattr(cache_module, "_verified", {})
+    for _ in range(2):
+        Fetcher(Cache(cache.root), mirrors()).ensure(spec)
+    assert hashed == [sha(BLOB)]
+    # Its bytes changed (a chmod, a write): hashed (again under its lock), found damaged, and extracted again from
+    # the cached archive, which is not hashed: its stamp still matches.
+    path = cache.path(sha(OTHER))
+    path.chmod(0o644)
+    path.write_bytes(OTHER[::-1])
+    Fetcher(Cache(cache.root), mirrors()).ensure(spec)
+    assert hashed == [sha(BLOB), sha(OTHER), sha(OTHER)] and path.read_bytes() == OTHER
+    assert len(faulty_server.gets()) == 2
+    assert_clean(cache, [BLOB, OTHER, deb])
 
 
 def test_path_origin_and_file_mirror(make_spec: Any, tmp_path: Path, cache: Cache) -> None:

@@ -70,6 +70,13 @@ def test_json(run_cli: Any, two_blobs: Path, faulty_server: TestServer, tmp_path
         "path": str(Cache(tmp_path / "c").path(sha(OTHER))),
         "origin": "${test}/other",
     }
+    downloads = report["downloads"]  # what was received, and how fast: the bytes of both blobs, once
+    assert downloads["bytes"] == len(BLOB) + len(OTHER)
+    assert 0 < downloads["seconds"] < 10 and downloads["bytes_per_second"] == round(downloads["bytes"] / downloads["seconds"])
+    again = json.loads(
+        run_cli("fetch", two_blobs, "--cache-dir", tmp_path / "c", "--mirror", f"test={faulty_server.url}", "--json").out
+    )
+    assert again["downloads"] == {"bytes": 0, "seconds": 0.0, "bytes_per_second": None}
 
 
 def test_failure_exit_1_one_line_per_blob(run_cli: Any, two_blobs: Path, faulty_server: TestServer, tmp_path: Path) -> None:

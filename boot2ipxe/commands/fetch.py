@@ -9,10 +9,11 @@ from typing import Any
 
 from boot2ipxe.cache import Cache, default_dir
 from boot2ipxe.commands.common import add_cache_options, add_json_option, add_mirror_option, mirrors_from, print_json, warn
-from boot2ipxe.errors import EXIT_FAILURE, EXIT_OK, InputError, Problem, SpecInvalid
+from boot2ipxe.errors import EXIT_FAILURE, EXIT_OK, InputError, SpecInvalid
 from boot2ipxe.fetch import Fetcher, FetchFailed, Outcome
 from boot2ipxe.mirrors import Mirrors
 from boot2ipxe.model import Spec
+from boot2ipxe.problems import Problem
 from boot2ipxe.progress import TtyProgress
 from boot2ipxe.units import human_size
 from boot2ipxe.validate import require_valid
@@ -129,6 +130,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
                 "cache": str(cache.root),
                 "ok": not report.failures,
                 "blobs": [o.as_dict() for o in report.outcomes],
+                "downloads": report.transfer_summary(),
             }
         )
     if report.failures:

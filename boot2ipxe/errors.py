@@ -6,7 +6,10 @@ Exit codes follow Unix habit: 1 for a failure while doing the work, 2 for bad in
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # validation's findings; the errors every command can raise import nothing heavy
+    from boot2ipxe.problems import Problem
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -26,24 +29,6 @@ class InputError(Boot2ipxeError):
     """The user's input (arguments, files, specs) is wrong; exit code 2."""
 
     exit_code = EXIT_BAD_INPUT
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One finding of validation, located by file and key path (e.g. ``partitions[1].size``)."""
-
-    file: str
-    path: str
-    message: str
-    severity: str = "error"  # "error" | "warning"
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.path}" if self.path else self.file
-        prefix = "warning: " if self.severity == "warning" else ""
-        return f"{where}: {prefix}{self.message}"
-
-    def as_dict(self) -> dict[str, str]:
-        return {"file": self.file, "path": self.path, "message": self.message, "severity": self.severity}
 
 
 class SpecInvalid(InputError):

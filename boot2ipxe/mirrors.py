@@ -15,14 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from boot2ipxe.errors import InputError
+from boot2ipxe.locations import config_path
 
 PLACEHOLDER_RE = re.compile(r"\$\{([A-Za-z0-9_-]*)\}")
 APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
-
-
-def config_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "boot2ipxe" / "config.toml"
 
 
 def env_name(mirror: str) -> str:

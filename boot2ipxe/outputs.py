@@ -7,7 +7,6 @@ through ``os.open``; their mode is never widened nor changed after the bytes are
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 from boot2ipxe.errors import Boot2ipxeError, InputError
@@ -23,7 +22,7 @@ def write_atomic(target: Path, data: bytes, *, mode: int = PUBLIC_MODE, overwrit
     With ``overwrite=False`` an existing target is never replaced, even by a concurrent writer
     (the temporary file is hard-linked into place).
     """
-    tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+    tmp = target.parent / f".{target.name}.{os.urandom(4).hex()}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     except FileNotFoundError:

@@ -6,14 +6,18 @@ problems are reported with the spec key they come from.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import hashlib
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from boot2ipxe.errors import Problem, SpecInvalid
+from boot2ipxe.errors import SpecInvalid
 from boot2ipxe.fat import SECTOR, FatError, FatGeometry, directory_clusters, fat_geometry, name_slots
 from boot2ipxe.model import Partition, Spec
+from boot2ipxe.problems import Problem
 from boot2ipxe.scripts import lint_script
 from boot2ipxe.spec import Collector, derived_guid
 from boot2ipxe.units import MAX_SIZE, align_up, ceil_div, format_size, human_size
@@ -90,6 +94,9 @@ class Plan:
     last_usable: int
     partitions: tuple[PlannedPartition, ...]
     raw: tuple[PlannedRaw, ...]
+    # Files rendering read besides the spec, with their sha256, and paths looked up in vain (None): the build
+    # cache reuses this plan's recipe only while all of them are unchanged.
+    inputs: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def size(self) -> int:
@@ -223,10 +230,12 @@ def make_plan(spec: Spec, sizes: Mapping[str, int] | None = None) -> tuple[Plan 
 
     raws = _plan_raw(out, spec, known, extents, total)
     context = _template_context(out, spec, extents, total)
-    planned = tuple(_plan_partition(out, spec, part, extents[part.index - 1], known, context) for part in spec.partitions)
+    reads: list[tuple[str, str | None]] = []
+    planned = tuple(_plan_partition(out, spec, part, extents[part.index - 1], known, context, reads) for part in spec.partitions)
     if any(p.severity == "error" for p in out.problems):
         return None, out.problems
-    plan = Plan(spec, disk.table, disk.id, total, first_usable, last_usable, planned, raws)
+    inputs = tuple(dict.fromkeys(reads))
+    plan = Plan(spec, disk.table, disk.id, total, first_usable, last_usable, planned, raws, inputs)
     return plan, out.problems
 
 
@@ -299,11 +308,37 @@ def _template_context(out: Collector, spec: Spec, extents: list[tuple[int, int, 
     }
 
 
-def _environment(search: list[Path]) -> jinja2.Environment:
+@functools.cache
+def _recording_loader() -> Callable[[list[str], list[tuple[str, str | None]]], jinja2.BaseLoader]:
+    import jinja2
+
+    class RecordingLoader(jinja2.FileSystemLoader):
+        """A FileSystemLoader that notes each file it reads (with its sha256) and each path it finds empty."""
+
+        def __init__(self, searchpath: list[str], reads: list[tuple[str, str | None]]) -> None:
+            super().__init__(searchpath)
+            self.reads = reads
+
+        def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+            pieces = jinja2.loaders.split_template_path(template)
+            for directory in self.searchpath:
+                candidate = Path(os.path.normpath(Path(directory).joinpath(*pieces)))
+                if not candidate.is_file():
+                    self.reads.append((str(candidate), None))
+                    continue
+                source = super().get_source(environment, template)
+                self.reads.append((str(candidate), hashlib.sha256(candidate.read_bytes()).hexdigest()))
+                return source
+            return super().get_source(environment, template)  # raises TemplateNotFound
+
+    return RecordingLoader
+
+
+def _environment(search: list[Path], reads: list[tuple[str, str | None]]) -> jinja2.Environment:
     import jinja2.sandbox  # imported when a spec has templates: it is a good part of the CLI's start-up time
 
     return jinja2.sandbox.ImmutableSandboxedEnvironment(
-        loader=jinja2.FileSystemLoader([str(d) for d in search]),
+        loader=_recording_loader()([str(d) for d in search], reads),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
@@ -311,7 +346,13 @@ def _environment(search: list[Path]) -> jinja2.Environment:
 
 
 def render(
-    out: Collector, where: str, spec: Spec, text: str | None, template: Path | None, context: dict[str, Any]
+    out: Collector,
+    where: str,
+    spec: Spec,
+    text: str | None,
+    template: Path | None,
+    context: dict[str, Any],
+    reads: list[tuple[str, str | None]],
 ) -> bytes | None:
     """Inline ``text`` or the ``template`` file rendered with ``context``; None (and a problem) when it fails.
 
@@ -324,10 +365,10 @@ def render(
     try:
         if template is not None:
             shown = template.relative_to(base).as_posix() if template.is_relative_to(base) else str(template)
-            env = _environment([template.parent, base])
+            env = _environment([template.parent, base], reads)
             compiled = env.get_template(template.name)
         else:
-            env = _environment([base])
+            env = _environment([base], reads)
             compiled = env.from_string(text or "")
         return compiled.render(context).encode("utf-8")
     except jinja2.UndefinedError as exc:
@@ -349,7 +390,13 @@ def render(
 
 
 def _plan_partition(
-    out: Collector, spec: Spec, part: Partition, extent: tuple[int, int, int], known: Mapping[str, int], context: dict[str, Any]
+    out: Collector,
+    spec: Spec,
+    part: Partition,
+    extent: tuple[int, int, int],
+    known: Mapping[str, int],
+    context: dict[str, Any],
+    reads: list[tuple[str, str | None]],
 ) -> PlannedPartition:
     where = f"partitions[{part.index - 1}]"
     start, end, _ = extent
@@ -360,7 +407,7 @@ def _plan_partition(
         if f.template is not None and not f.template.is_file():
             pass  # the spec stage said so already
         elif f.kind != "source":
-            data = render(out, f"{where}.files[{j}].{f.kind}", spec, f.content, f.template, context)
+            data = render(out, f"{where}.files[{j}].{f.kind}", spec, f.content, f.template, context, reads)
         size = len(data) if data is not None else known.get(f.source or "")
         files.append(PlannedFile(f.dest, f.kind, f.source, data, size))
         ipxe = spec.ipxe

@@ -13,7 +13,6 @@ from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
-from boot2ipxe.errors import Problem
 from boot2ipxe.mirrors import PLACEHOLDER_RE, Mirrors, unresolved_message
 from boot2ipxe.model import (
     FAT_MBR_TYPES,
@@ -28,6 +27,7 @@ from boot2ipxe.model import (
     Source,
     Spec,
 )
+from boot2ipxe.problems import Problem
 from boot2ipxe.schema import key_path, schema_problems
 from boot2ipxe.units import MiB, format_size, parse_size
 from boot2ipxe.yamlio import YamlProblem, load_yaml

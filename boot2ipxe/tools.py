@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from functools import cache
+from pathlib import Path
 
 from boot2ipxe.errors import ToolError, ToolMissing
 
@@ -34,11 +34,12 @@ EXTRA_PATH = ("/usr/sbin", "/sbin")  # mke2fs and friends live here, often not o
 @cache
 def find(tool: str) -> str:
     """Absolute path of a tool, or ToolMissing naming the package to install."""
-    path = os.environ.get("PATH", os.defpath) + os.pathsep + os.pathsep.join(EXTRA_PATH)
-    found = shutil.which(tool, path=path)
-    if found is None:
-        raise ToolMissing(tool, PACKAGES.get(tool, tool))
-    return found
+    directories = [*os.environ.get("PATH", os.defpath).split(os.pathsep), *EXTRA_PATH]
+    for directory in directories:  # as shutil.which, without importing shutil
+        candidate = Path(directory or ".") / tool
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise ToolMissing(tool, PACKAGES.get(tool, tool))
 
 
 def run(

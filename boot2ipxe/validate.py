@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from boot2ipxe.errors import Problem, SpecInvalid
+from boot2ipxe.errors import SpecInvalid
 from boot2ipxe.mirrors import Mirrors
 from boot2ipxe.model import Spec
 from boot2ipxe.plan import Plan, make_plan
+from boot2ipxe.problems import Problem
 from boot2ipxe.spec import load_spec
 
 

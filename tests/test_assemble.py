@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from boot2ipxe import tools
-from boot2ipxe.assemble import build_image, sfdisk_script
+from boot2ipxe.assemble import build_image
 from boot2ipxe.errors import ToolError, ToolMissing
 from boot2ipxe.fatfs import FatReader
 from boot2ipxe.inspect import inspect_image
 from boot2ipxe.model import Blob
 from boot2ipxe.plan import Plan
+from boot2ipxe.recipe import sfdisk_script
 from boot2ipxe.validate import require_valid
 
 EPOCH = 1700000000
@@ -277,16 +278,17 @@ def test_libparted_read_back_catches_a_table_that_differs_from_the_plan(built: t
     """libparted reads the table independently of sfdisk; a plan the image does not match is refused."""
     import dataclasses
 
-    from boot2ipxe.assemble import Assembler
     from boot2ipxe.errors import BuildError
+    from boot2ipxe.recipe import expectations
+    from boot2ipxe.verify import verify_with_libparted
 
     plan, image, _ = built
-    Assembler(plan, blobs_for(plan), EPOCH)._verify_with_libparted(image)  # the real plan matches
+    verify_with_libparted(image, expectations(plan))  # the real plan matches
     renamed = dataclasses.replace(plan.partitions[1], name="other")
     wrong = dataclasses.replace(plan, partitions=(plan.partitions[0], renamed, plan.partitions[2]))
     with pytest.raises(BuildError, match=r"libparted reads the partitions as .*'esp'.*planned .*'other'"):
-        Assembler(wrong, blobs_for(wrong), EPOCH)._verify_with_libparted(image)
+        verify_with_libparted(image, expectations(wrong))
     moved = dataclasses.replace(plan.partitions[2], start=plan.partitions[2].start + 2048)
     wrong = dataclasses.replace(plan, partitions=(*plan.partitions[:2], moved))
     with pytest.raises(BuildError, match="libparted reads the partitions as"):
-        Assembler(wrong, blobs_for(wrong), EPOCH)._verify_with_libparted(image)
+        verify_with_libparted(image, expectations(wrong))

@@ -1,17 +1,26 @@
-"""build: validate, fetch, assemble — one image from one spec."""
+"""build: validate, fetch, plan, assemble — one image from one spec.
+
+A warm build (same spec, templates, options and boot2ipxe as a build before, every blob cached) runs the
+recipe that build stored instead of validating and planning again; see ``buildcache.py``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from boot2ipxe.commands.common import add_cache_options, add_json_option, add_mirror_option, mirrors_from, print_json
+from boot2ipxe.commands.common import add_cache_options, add_json_option, add_mirror_option, print_json
 from boot2ipxe.errors import EXIT_OK, InputError
 from boot2ipxe.units import format_size, human_size
-from boot2ipxe.validate import require_valid
+
+if TYPE_CHECKING:
+    from boot2ipxe.assemble import BuildResult
+    from boot2ipxe.buildcache import BuildCache
+    from boot2ipxe.cache import Cache
 
 
 def register(sub: Any) -> None:
@@ -20,11 +29,19 @@ def register(sub: Any) -> None:
         help="build the disk image a spec describes",
         description="Validate SPEC, fetch its pinned blobs (cached; a warm build makes no network request), and write "
         "the image rootless with sfdisk, mtools and mke2fs: sparse, reproducible, checked against the plan, and "
-        "renamed into place only when complete, with IMAGE.sha256, IMAGE.manifest.json and IMAGE.bmap beside it.",
+        "renamed into place only when complete, with IMAGE.sha256, IMAGE.manifest.json and IMAGE.bmap beside it. "
+        "Builds are remembered in the cache (CACHE/builds): when nothing the build reads has changed, the stored "
+        "recipe is run without validating and planning again, and an image identical to one already checked is "
+        "neither read back nor hashed again.",
     )
     p.add_argument("spec", type=Path, metavar="SPEC")
     p.add_argument("-o", "--output", type=Path, metavar="IMAGE", help="image path (default: out/<name>.img)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the sources to fetch; write nothing")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="ignore the build cache: validate, plan, read the image back and hash it as for a first build",
+    )
     p.add_argument(
         "--source-date-epoch",
         type=int,
@@ -37,7 +54,8 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_build)
 
 
-def source_date_epoch(args: argparse.Namespace, spec_default: int) -> int:
+def epoch_override(args: argparse.Namespace) -> int | None:
+    """--source-date-epoch, else $SOURCE_DATE_EPOCH, else None (the spec decides)."""
     value: int
     if args.source_date_epoch is not None:
         value = int(args.source_date_epoch)
@@ -47,14 +65,80 @@ def source_date_epoch(args: argparse.Namespace, spec_default: int) -> int:
         except ValueError:
             raise InputError(f"SOURCE_DATE_EPOCH={os.environ['SOURCE_DATE_EPOCH']!r} is not a number of seconds") from None
     else:
-        value = spec_default
+        return None
     if value < 0:
         raise InputError("--source-date-epoch must not be negative")
     return value
 
 
+def source_date_epoch(args: argparse.Namespace, spec_default: int) -> int:
+    override = epoch_override(args)
+    return spec_default if override is None else override
+
+
+def _build_key(args: argparse.Namespace, spec_bytes: bytes) -> str:
+    from boot2ipxe.buildcache import recipe_key
+    from boot2ipxe.locations import config_path
+
+    return recipe_key(args.spec, str(args.spec), spec_bytes, epoch_override(args), args.mirror, os.environ, config_path())
+
+
+def _warm_build(args: argparse.Namespace, cache: Cache, builds: BuildCache, key: str) -> int | None:
+    """Run the stored recipe for this build if there is one and its blobs are cached; None otherwise."""
+    recipe = builds.load_recipe(key, cache.path)
+    if recipe is None or any(cache.lookup(sha256) is None for sha256 in recipe["blobs"]):
+        return None
+    for source in recipe["manifest"]["sources"]:  # where the cached bytes came from may have changed
+        source["origin"] = cache.origin(source["sha256"])
+    for line in recipe["warnings"]:
+        print(line, file=sys.stderr)
+    from boot2ipxe.assemble import execute
+
+    output = args.output or Path("out") / f"{recipe['name']}.img"
+    return _report(args, execute(recipe, output, builds), recipe=True)
+
+
+def _report(args: argparse.Namespace, result: BuildResult, recipe: bool) -> int:
+    output, size = result.image, result.manifest["image"]["size"]
+    allocated = output.stat().st_blocks * 512
+    if args.json:
+        print_json(
+            {
+                "image": str(output),
+                "sha256": result.sha256,
+                "size": size,
+                "allocated": allocated,
+                "manifest": str(output) + ".manifest.json",
+                "reused": {"recipe": recipe, "image": result.reused},
+            }
+        )
+    else:
+        print(f"{output}: {format_size(size)} ({human_size(allocated)} allocated), sha256 {result.sha256}")
+    return EXIT_OK
+
+
 def cmd_build(args: argparse.Namespace) -> int:
-    from boot2ipxe.commands.specs import format_plan
+    from boot2ipxe.buildcache import BuildCache
+    from boot2ipxe.cache import Cache, default_dir
+
+    cache = Cache(args.cache_dir or default_dir())
+    builds = BuildCache(cache.root)
+    key: tuple[str, str] | None = None  # (recipe key, sha256 of the spec bytes it was computed from)
+    if not args.dry_run:
+        try:
+            spec_bytes = args.spec.read_bytes()
+        except OSError:
+            spec_bytes = None  # validation reports it
+        if spec_bytes is not None:
+            key = _build_key(args, spec_bytes), hashlib.sha256(spec_bytes).hexdigest()
+            if not args.fresh and (done := _warm_build(args, cache, builds, key[0])) is not None:
+                return done
+    return _cold_build(args, cache, builds, key)
+
+
+def _cold_build(args: argparse.Namespace, cache: Cache, builds: BuildCache, key: tuple[str, str] | None) -> int:
+    from boot2ipxe.commands.common import mirrors_from
+    from boot2ipxe.validate import require_valid
 
     mirrors = mirrors_from(args)
     checked = require_valid(args.spec, mirrors, display=str(args.spec))
@@ -65,9 +149,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     output = args.output or Path("out") / f"{spec.name}.img"
     epoch = source_date_epoch(args, spec.source_date_epoch)
     if args.dry_run:
-        from boot2ipxe.cache import Cache, default_dir
+        from boot2ipxe.commands.specs import format_plan
 
-        cache = Cache(args.cache_dir or default_dir())
         sources: list[dict[str, Any]] = [
             {
                 "id": sid,
@@ -88,25 +171,15 @@ def cmd_build(args: argparse.Namespace) -> int:
             print(f"\nwould write {output} ({format_size(plan.size)}), SOURCE_DATE_EPOCH={epoch}; nothing written")
         return EXIT_OK
 
-    from boot2ipxe.assemble import build_image
+    from boot2ipxe.assemble import execute
     from boot2ipxe.fetch import fetch_for_build
     from boot2ipxe.plan import checked_plan
+    from boot2ipxe.recipe import make_recipe
 
-    blobs = fetch_for_build(spec, mirrors, cache_dir=args.cache_dir, offline=args.offline)
+    blobs = fetch_for_build(spec, mirrors, cache_dir=cache.root, offline=args.offline)
     # Plan again with the fetched sizes: checks fit and raw-write extents for blobs the spec did not size.
     plan = checked_plan(spec, {sid: blob.size for sid, blob in blobs.items()})
-    result = build_image(plan, blobs, output, epoch)
-    allocated = output.stat().st_blocks * 512
-    if args.json:
-        print_json(
-            {
-                "image": str(output),
-                "sha256": result.sha256,
-                "size": plan.size,
-                "allocated": allocated,
-                "manifest": str(output) + ".manifest.json",
-            }
-        )
-    else:
-        print(f"{output}: {format_size(plan.size)} ({human_size(allocated)} allocated), sha256 {result.sha256}")
-    return EXIT_OK
+    recipe = make_recipe(plan, blobs, epoch, [str(w) for w in checked.warnings])
+    if key is not None and key[1] == spec.sha256:  # validation read the bytes the key was computed from
+        builds.store_recipe(key[0], recipe, plan.inputs)
+    return _report(args, execute(recipe, output, builds, reuse=not args.fresh), recipe=False)

@@ -6,10 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boot2ipxe.errors import InputError
-from boot2ipxe.mirrors import Mirrors, parse_cli_mirrors
+
+if TYPE_CHECKING:  # a warm build never resolves a mirror
+    from boot2ipxe.mirrors import Mirrors
 
 
 def add_mirror_option(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +37,8 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
 
 
 def mirrors_from(args: argparse.Namespace) -> Mirrors:
+    from boot2ipxe.mirrors import Mirrors, parse_cli_mirrors
+
     return Mirrors(cli=parse_cli_mirrors(args.mirror))
 
 

@@ -20,14 +20,16 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
 
+from boot2ipxe import TYPE_CHECKING
 from boot2ipxe.errors import Boot2ipxeError, InputError
 from boot2ipxe.outputs import write_atomic
-from boot2ipxe.sparse import bmap_for, fallocate, full_sha256, punch_zero_blocks, scan
+from boot2ipxe.sparse import bmap_for, full_sha256, place, scan
 from boot2ipxe.tools import run
 
 if TYPE_CHECKING:  # a warm build never plans: these are imported by build_image only
+    from typing import Any
+
     from boot2ipxe.buildcache import BuildCache
     from boot2ipxe.model import Blob
     from boot2ipxe.plan import Plan
@@ -36,11 +38,14 @@ if TYPE_CHECKING:  # a warm build never plans: these are imported by build_image
 FAT_EPOCH = 315532800  # FAT cannot store times before 1980-01-01
 
 
-class BuildResult(NamedTuple):
-    image: Path
-    sha256: str
-    manifest: dict[str, Any]
-    reused: bool  # the image's bytes matched an image already checked and hashed (build cache)
+class BuildResult:
+    __slots__ = ("image", "manifest", "reused", "sha256")
+
+    def __init__(self, image: Path, sha256: str, manifest: dict[str, Any], reused: bool) -> None:
+        self.image = image
+        self.sha256 = sha256
+        self.manifest = manifest
+        self.reused = reused  # the image's bytes matched an image already checked and hashed (build cache)
 
 
 @functools.cache
@@ -104,41 +109,50 @@ def staged(recipe: Recipe) -> Iterator[Path]:
             root.rmdir()
 
 
-def _argv(step: list[Any], image: Path, stage: Path) -> list[str]:
+@contextlib.contextmanager
+def scratch_files(recipe: Recipe, output: Path) -> Iterator[dict[str, Path]]:
+    """Each FAT partition's own scratch file beside the output, of the partition's size; removed at the end."""
+    with contextlib.ExitStack() as stack:
+        files = {}
+        for number, size in recipe["scratch"].items():
+            files[number] = stack.enter_context(pending_file(output, f".p{number}"))
+            os.truncate(files[number], size)
+        yield files
+
+
+def _argv(step: list[Any], image: Path, stage: Path, scratch: Mapping[str, Path]) -> list[str]:
     out = []
     for item in step:
-        if isinstance(item, list):
-            kind, value = item
-            out.append(f"{image}{value}" if kind == "image" else str(stage / value))
-        else:
+        if not isinstance(item, list):
             out.append(item)
+        elif item[0] == "image":
+            out.append(f"{image}{item[1]}")
+        else:
+            out.append(str(scratch[item[1]] if item[0] == "partition" else stage / item[1]))
     return out
 
 
-def run_lanes(lanes: list[list[Any]], image: Path, stage: Path, env: Mapping[str, str]) -> None:
+def run_lanes(
+    lanes: list[list[Any]], image: Path, stage: Path, env: Mapping[str, str], scratch: Mapping[str, Path] | None = None
+) -> None:
     """Run every lane at once (the first in this thread). When lanes fail, raise the error that says the disk is
     full if one does (on a full disk some tools fail without saying why), else the first in lane order."""
     errors: list[BaseException | None] = [None] * len(lanes)
+    files = scratch or {}
 
     def lane(n: int) -> None:
         try:
             for step in lanes[n]:
-                if "punch" in step:
-                    offset, length = step["punch"]
-                    fd = os.open(image, os.O_RDWR | os.O_CLOEXEC)
-                    try:
-                        punch_zero_blocks(fd, offset, length)
-                    finally:
-                        os.close(fd)
+                if "place" in step:
+                    number, offset, start, end = step["place"]
+                    place(files[number], image, offset, (start, end))
                 else:
                     stdin = step.get("stdin")
-                    run(_argv(step["argv"], image, stage), stdin=stdin.encode() if stdin else None, env=env)
+                    run(_argv(step["argv"], image, stage, files), stdin=stdin.encode() if stdin else None, env=env)
         except BaseException as exc:  # re-raised in the calling thread below
             errors[n] = exc
 
     threads = [threading.Thread(target=lane, args=(n,), daemon=True) for n in range(1, len(lanes))]
-    if any("punch" in step for steps in lanes for step in steps):
-        threads.append(threading.Thread(target=fallocate, daemon=True))  # load it while the tools run
     for thread in threads:
         thread.start()
     if lanes:
@@ -173,9 +187,14 @@ def execute(recipe: Recipe, output: Path, cache: BuildCache | None = None, reuse
     env = tool_env(max(recipe["epoch"], FAT_EPOCH))
     sha_file, manifest_file, bmap_file = (output.with_name(output.name + ext) for ext in (".sha256", ".manifest.json", ".bmap"))
     try:
-        with pending_file(output) as tmp, pending_file(bmap_file) as tmp_bmap, staged(recipe) as stage:
+        with (
+            pending_file(output) as tmp,
+            pending_file(bmap_file) as tmp_bmap,
+            staged(recipe) as stage,
+            scratch_files(recipe, output) as scratch,
+        ):
             os.truncate(tmp, recipe["size"])
-            run_lanes(recipe["lanes"], tmp, stage, env)
+            run_lanes(recipe["lanes"], tmp, stage, env, scratch)
             _write_raw(tmp, recipe)
             found = scan(tmp)
             digest = cache.known_image(found.content_key, recipe["expect"]) if cache is not None and reuse else None

@@ -29,9 +29,14 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-from boot2ipxe.recipe import RECIPE_FORMAT, Recipe
+from boot2ipxe import TYPE_CHECKING
+from boot2ipxe.recipe import RECIPE_FORMAT
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from boot2ipxe.recipe import Recipe
 
 PACKAGE = Path(__file__).resolve().parent
 DIGEST_RE = re.compile(r"[0-9a-f]{64}")
@@ -39,10 +44,11 @@ DIGEST_RE = re.compile(r"[0-9a-f]{64}")
 
 @functools.cache
 def package_digest() -> str:
-    """sha256 over boot2ipxe's own files (code, schema, templates): any change to the tool is a new key."""
+    """sha256 over the names, sizes and modification times of boot2ipxe's own files (code, schema, templates),
+    which is how Python's bytecode cache tells a changed module: any change to the tool is a new key."""
     digest = hashlib.sha256()
     pending = [PACKAGE]
-    files: list[Path] = []
+    files: list[tuple[str, int, int]] = []
     while pending:
         directory = pending.pop()
         with os.scandir(directory) as entries:
@@ -50,9 +56,10 @@ def package_digest() -> str:
                 if entry.is_dir() and entry.name != "__pycache__":
                     pending.append(Path(entry.path))
                 elif entry.is_file() and not entry.name.endswith((".pyc", ".pyo")):
-                    files.append(Path(entry.path))
-    for path in sorted(files):
-        digest.update(f"{path.relative_to(PACKAGE)}\0".encode() + hashlib.sha256(path.read_bytes()).digest())
+                    st = entry.stat()
+                    files.append((os.path.relpath(entry.path, PACKAGE), st.st_size, st.st_mtime_ns))
+    for name, size, mtime in sorted(files):
+        digest.update(f"{name}\0{size}\0{mtime}\n".encode())
     return digest.hexdigest()
 
 

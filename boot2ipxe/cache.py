@@ -28,9 +28,12 @@ import re
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO
 
+from boot2ipxe import TYPE_CHECKING
 from boot2ipxe.errors import FetchError
+
+if TYPE_CHECKING:
+    from typing import IO
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1 << 20

@@ -10,10 +10,12 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
-from boot2ipxe import __version__
+from boot2ipxe import TYPE_CHECKING, __version__
 from boot2ipxe.errors import EXIT_BAD_INPUT, EXIT_FAILURE, Boot2ipxeError
+
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 COMMAND_MODULES = ("specs", "fetch", "build", "inspect", "certs", "inject")
 # The module that registers each command: a run imports only its own command's module (and what that

@@ -41,6 +41,13 @@ class NetConfig:
 class Downloaded(NamedTuple):
     sha256: str  # of the whole file, resumed part included
     received: int  # bytes this call received (over every attempt)
+    started: float  # time.monotonic() when the first request went out
+
+
+@dataclass
+class _Tally:
+    received: int = 0
+    started: float | None = None
 
 
 class DownloadError(Exception):
@@ -67,12 +74,13 @@ def download(
 ) -> Downloaded:
     """Fetch ``url`` into ``partial`` (resuming what it already holds). On return the file is complete."""
     last, connection = "", False
-    received = [0]  # bytes written by every attempt, counted by _attempt
+    tally = _Tally()
     for attempt in range(1, net.attempts + 1):
         if attempt > 1:
             time.sleep(min(net.backoff * 2 ** (attempt - 2), 30.0))
         try:
-            return Downloaded(_attempt(session, url, partial, net, expected_size, progress, received), received[0])
+            digest = _attempt(session, url, partial, net, expected_size, progress, tally)
+            return Downloaded(digest, tally.received, tally.started if tally.started is not None else time.monotonic())
         except _Retry as exc:
             last = str(exc)
             connection = exc.connection
@@ -87,7 +95,7 @@ def _attempt(
     net: NetConfig,
     expected_size: int | None,
     progress: ProgressFn | None,
-    received: list[int],
+    tally: _Tally,
 ) -> str:
     import requests
 
@@ -99,6 +107,8 @@ def _attempt(
     if have:
         headers["Range"] = f"bytes={have}-"
     responded = False
+    if tally.started is None:
+        tally.started = time.monotonic()
     try:
         with session.get(url, headers=headers, stream=True, timeout=(net.connect_timeout, net.read_timeout)) as r:
             responded = True
@@ -117,7 +127,7 @@ def _attempt(
                     f.write(chunk)
                     digest.update(chunk)
                     have += len(chunk)
-                    received[0] += len(chunk)
+                    tally.received += len(chunk)
                     if have > limit:
                         f.close()
                         partial.unlink()

@@ -6,7 +6,8 @@ Exit codes follow Unix habit: 1 for a failure while doing the work, 2 for bad in
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+
+from boot2ipxe import TYPE_CHECKING
 
 if TYPE_CHECKING:  # validation's findings; the errors every command can raise import nothing heavy
     from boot2ipxe.problems import Problem

@@ -354,8 +354,9 @@ class Fetcher:
         for restart in (False, True):
             resumed = partial.exists() and partial.stat().st_size > 0
             try:
-                started = time.monotonic()
-                digest, received = download(self._session(), url, partial, net, size, lambda d, t: self._progress(name, d, t))
+                digest, received, started = download(
+                    self._session(), url, partial, net, size, lambda d, t: self._progress(name, d, t)
+                )
                 with self._lock:
                     self._transfers.append(Transfer(url, received, started, time.monotonic()))
             except DownloadError as exc:

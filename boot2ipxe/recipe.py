@@ -11,9 +11,13 @@ Shape::
     epoch       SOURCE_DATE_EPOCH for the tools and the manifest
     lanes       lists of steps; the lanes write disjoint byte ranges of the image and run at the same time,
                 the steps of one lane in order. A step is {"argv": [...], "stdin": text or absent}; an argv
-                item ["image", SUFFIX] stands for the temporary image's path followed by SUFFIX, and
-                ["stage", PATH] for a staged file. A lane may end with {"punch": [OFFSET, LENGTH]}: zero
-                blocks in that range become holes again (mformat writes whole FATs of zeros).
+                item ["image", SUFFIX] stands for the temporary image's path followed by SUFFIX,
+                ["partition", N] for partition N's own scratch file, and ["stage", PATH] for a staged file.
+                A FAT is made in its partition's scratch file and its lane ends with {"place": [N, OFFSET,
+                START, END]}: the scratch file's data is copied into the image at OFFSET, but for the zero
+                blocks between START and END, its FATs (mformat writes them whole, nearly all zeros), which
+                the image then never allocates.
+    scratch     partition number -> bytes: the scratch files FAT lanes write in
     stage       files mcopy copies: {"path": relative path, "text": rendered text} or {"path", "blob": sha256}
     raw         {"offset": bytes, "blob": sha256} written after the lanes
     blobs       sha256 -> {"path", "size", "origin"}
@@ -27,18 +31,20 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
 
-from boot2ipxe import __version__
+from boot2ipxe import TYPE_CHECKING, __version__
 from boot2ipxe.errors import BuildError
 
 if TYPE_CHECKING:  # a warm build imports this module for RECIPE_FORMAT only, not the model or the planner
+    from typing import Any
+
     from boot2ipxe.fat import FatGeometry
     from boot2ipxe.model import Blob
     from boot2ipxe.plan import Plan, PlannedPartition
 
-RECIPE_FORMAT = "boot2ipxe-recipe/1"
-Recipe = dict[str, Any]
+RECIPE_FORMAT = "boot2ipxe-recipe/2"
+if TYPE_CHECKING:
+    Recipe = dict[str, Any]
 
 
 def sfdisk_script(plan: Plan) -> str:
@@ -66,8 +72,12 @@ def _image(suffix: str = "") -> list[str]:
     return ["image", suffix]
 
 
+def _partition(p: PlannedPartition) -> list[str]:
+    return ["partition", str(p.index)]
+
+
 def mformat_argv(p: PlannedPartition, g: FatGeometry) -> list[Any]:
-    argv: list[Any] = ["mformat", "-i", _image(f"@@{p.offset}"), "-T", str(g.sectors), "-H", str(g.hidden_sectors)]
+    argv: list[Any] = ["mformat", "-i", _partition(p), "-T", str(g.sectors), "-H", str(g.hidden_sectors)]
     argv += ["-h", "64", "-s", "32", "-c", str(g.sectors_per_cluster), "-R", str(g.reserved_sectors)]
     argv += ["-L", str(g.fat_sectors), "-d", str(g.fat_count), "-N", p.fs_id]
     argv += ["-F"] if g.bits == 32 else ["-r", str(g.root_dir_sectors)]
@@ -90,15 +100,15 @@ def _by_depth(path: str) -> tuple[int, str]:
 
 
 def _fat_lane(p: PlannedPartition, g: FatGeometry, blobs: Mapping[str, Blob], stage: list[dict[str, str]]) -> list[Any]:
-    """mformat, then as few mtools runs as keep cluster allocation the same on every machine, then the FATs'
-    untouched zero blocks punched out.
+    """mformat, then as few mtools runs as keep cluster allocation the same on every machine, in the partition's
+    scratch file; then its blocks that are not all zeros are placed in the image.
 
     One ``mcopy -s`` copies the root's files and its *chain* directories (each directory in them holds one
     entry), in sorted order: mcopy recurses in the staging directory's readdir order, which differs between
     machines, so it is only given directories where that order cannot matter. The other directories are
     made with one mmd and filled with one mcopy each, names sorted.
     """
-    target = _image(f"@@{p.offset}")
+    target = _partition(p)
     for f in p.files:
         staged = {"path": f"p{p.index}/{f.dest}"}
         stage.append(
@@ -127,7 +137,8 @@ def _fat_lane(p: PlannedPartition, g: FatGeometry, blobs: Mapping[str, Blob], st
         if files:
             names = [["stage", f"p{p.index}/{path}"] for path in files]
             lane.append({"argv": ["mcopy", "-Q", "-i", target, *names, f"::/{directory}/"]})
-    lane.append({"punch": [p.offset + g.reserved_sectors * 512, g.fat_count * g.fat_sectors * 512]})
+    fats = (g.reserved_sectors * 512, (g.reserved_sectors + g.fat_count * g.fat_sectors) * 512)
+    lane.append({"place": [str(p.index), p.offset, *fats]})
     return lane
 
 
@@ -210,6 +221,7 @@ def make_recipe(plan: Plan, blobs: Mapping[str, Blob], epoch: int, warnings: lis
         "size": plan.size,
         "epoch": epoch,
         "lanes": lanes,
+        "scratch": {str(p.index): p.size for p in plan.partitions if p.fat is not None},
         "stage": stage,
         "raw": [{"offset": r.offset, "blob": blobs[r.source].sha256} for r in plan.raw],
         "blobs": {

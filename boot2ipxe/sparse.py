@@ -1,4 +1,4 @@
-"""Sparse files: data ranges (SEEK_DATA/SEEK_HOLE), hole-aware hashing, bmaptool block maps, punching holes.
+"""Sparse files: data ranges (SEEK_DATA/SEEK_HOLE), zero blocks, hole-aware hashing, bmaptool block maps.
 
 :func:`scan` reads only the data ranges: their sha256s make the .bmap (bmaptool format 2.0) that lets
 ``bmaptool copy`` flash only the blocks that hold data, and together with the size a *content key* that
@@ -14,13 +14,11 @@ import functools
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, NamedTuple
 
 BLOCK = 4096
-FALLOC_FL_KEEP_SIZE = 0x01
-FALLOC_FL_PUNCH_HOLE = 0x02
 CHUNK = 4 * 1024 * 1024
 _ZERO_BLOCK = bytes(BLOCK)
+ZERO_STRETCH = 64 * BLOCK  # zeros are compared this much at a time before block by block
 
 
 def data_ranges(fd: int, size: int) -> list[tuple[int, int]]:
@@ -47,10 +45,38 @@ def data_ranges(fd: int, size: int) -> list[tuple[int, int]]:
     return ranges
 
 
-class Scan(NamedTuple):
-    size: int
-    ranges: list[tuple[int, int, str]]  # byte ranges of blocks that are not all zeros, with their sha256
-    content_key: str  # sha256 over the size and the ranges: equal keys, equal bytes
+class Scan:
+    __slots__ = ("content_key", "ranges", "size")
+
+    def __init__(self, size: int, ranges: list[tuple[int, int, str]], content_key: str) -> None:
+        self.size = size
+        self.ranges = ranges  # byte ranges of blocks that are not all zeros, with their sha256
+        self.content_key = content_key  # sha256 over the size and the ranges: equal keys, equal bytes
+
+
+def zero_runs(data: bytes) -> list[tuple[int, int]]:
+    """The (start, end) offsets in ``data`` of its runs of whole, aligned BLOCKs of zeros (a short last block
+    counts if it is all zeros). Searched with bytes.find and comparisons of bytes slices (memcmp), never byte by
+    byte in Python (nor through memoryview, whose comparison goes element by element)."""
+    size = len(data)
+    runs: list[tuple[int, int]] = []
+    at = data.find(_ZERO_BLOCK)
+    while at != -1:
+        start = end = -(-at // BLOCK) * BLOCK
+        while end + ZERO_STRETCH <= size and data[end : end + ZERO_STRETCH] == _zero_stretch():
+            end += ZERO_STRETCH
+        while end + BLOCK <= size and data[end : end + BLOCK] == _ZERO_BLOCK:
+            end += BLOCK
+        if end > start:
+            runs.append((start, end))
+        at = data.find(_ZERO_BLOCK, max(end, start + 1))
+    tail = size - size % BLOCK
+    if tail < size and data[tail:] == _ZERO_BLOCK[: size - tail]:
+        if runs and runs[-1][1] == tail:
+            runs[-1] = (runs[-1][0], size)
+        else:
+            runs.append((tail, size))
+    return runs
 
 
 def scan(path: Path) -> Scan:
@@ -62,33 +88,31 @@ def scan(path: Path) -> Scan:
     size = path.stat().st_size
     found: list[tuple[int, int, str]] = []
     key = hashlib.sha256(f"boot2ipxe-content/1 {size}\n".encode())
-
-    def close(start: int, end: int, digest: hashlib._Hash) -> None:
-        found.append((start, end, digest.hexdigest()))
-        key.update(f"{start} {end} {found[-1][2]}\n".encode())
-
     with path.open("rb", buffering=0) as f:
         fd = f.fileno()
         for start, end in data_ranges(fd, size):
             run: tuple[int, hashlib._Hash] | None = None  # (start, sha256 so far) of the current non-zero run
             position = start
             while position < end:
-                chunk = memoryview(os.pread(fd, min(CHUNK, end - position), position))
-                if not chunk:
+                data = os.pread(fd, min(CHUNK, end - position), position)
+                if not data:
                     break
-                for at in range(0, len(chunk), BLOCK):
-                    block = chunk[at : at + BLOCK]
-                    if block == _ZERO_BLOCK[: len(block)]:
-                        if run is not None:
-                            close(run[0], position + at, run[1])
-                            run = None
-                    else:
+                view = memoryview(data)
+                cursor = 0  # data[:cursor] is accounted for
+                for zero_start, zero_end in [*zero_runs(data), (len(data), len(data))]:
+                    if zero_start > cursor:
                         if run is None:
-                            run = (position + at, hashlib.sha256())
-                        run[1].update(block)
-                position += len(chunk)
+                            run = (position + cursor, hashlib.sha256())
+                        run[1].update(view[cursor:zero_start])
+                    if zero_end > zero_start and run is not None:
+                        found.append((run[0], position + zero_start, run[1].hexdigest()))
+                        run = None
+                    cursor = zero_end
+                position += len(data)
             if run is not None:
-                close(run[0], position, run[1])
+                found.append((run[0], position, run[1].hexdigest()))
+    for start, end, digest in found:
+        key.update(f"{start} {end} {digest}\n".encode())
     return Scan(size, found, key.hexdigest())
 
 
@@ -112,44 +136,48 @@ def full_sha256(path: Path, ranges: list[tuple[int, int, str]]) -> str:
     return whole.hexdigest()
 
 
-def punch_zero_blocks(fd: int, offset: int, length: int) -> None:
-    """Give back the file blocks in [offset, offset+length) that hold only zeros (best effort: a filesystem
-    that cannot punch holes keeps them allocated)."""
-    start = offset // BLOCK * BLOCK
-    end = offset + length
-    runs: list[tuple[int, int]] = []
-    position = start
-    while position < end:
-        data = os.pread(fd, min(CHUNK, end - position), position)
-        if not data:
-            break
-        for at in range(0, len(data) - BLOCK + 1, BLOCK):
-            if data[at : at + BLOCK] == _ZERO_BLOCK:
-                block = position + at
-                if runs and runs[-1][1] == block:
-                    runs[-1] = (runs[-1][0], block + BLOCK)
-                else:
-                    runs.append((block, block + BLOCK))
-        position += len(data)
-    if runs:
-        _punch(fd, runs)
+def place(source: Path, image: Path, offset: int, zeros: tuple[int, int] = (0, 0)) -> None:
+    """Copy the data of ``source`` into ``image`` at ``offset``, in the kernel (copy_file_range), except the zero
+    blocks of the ``zeros`` range of ``source`` (a FAT's tables: mformat writes them whole, nearly all zeros),
+    which are left out: in a new image that range already reads as zeros, and stays unallocated."""
+    with source.open("rb", buffering=0) as src, image.open("r+b", buffering=0) as dst:
+        copies: list[tuple[int, int]] = []
+        for start, end in data_ranges(src.fileno(), source.stat().st_size):
+            skip_start, skip_end = max(start, zeros[0]), min(end, zeros[1])
+            if skip_start >= skip_end:
+                copies.append((start, end))
+                continue
+            copies.append((start, skip_start))
+            data = os.pread(src.fileno(), skip_end - skip_start, skip_start)
+            cursor = 0
+            for zero_start, zero_end in [*zero_runs(data), (len(data), len(data))]:
+                copies.append((skip_start + cursor, skip_start + zero_start))
+                cursor = zero_end
+            copies.append((skip_end, end))
+        for start, end in copies:
+            _copy_range(src.fileno(), dst.fileno(), start, end, offset + start)
+
+
+def _copy_range(src: int, dst: int, start: int, end: int, at: int) -> None:
+    """Bytes [start, end) of ``src`` to ``dst`` at ``at``: copy_file_range, else (a filesystem without it) by hand."""
+    try:
+        while start < end:
+            done = os.copy_file_range(src, dst, end - start, start, at)
+            if done <= 0:
+                raise OSError(errno.EIO, f"copy_file_range stopped {end - start} bytes short")
+            start, at = start + done, at + done
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        while start < end:
+            data = os.pread(src, min(CHUNK, end - start), start)
+            os.pwrite(dst, data, at)
+            start, at = start + len(data), at + len(data)
 
 
 @functools.cache
-def fallocate() -> Any:
-    """libc's fallocate(2): Python has no os.fallocate for PUNCH_HOLE. Loaded once (``assemble`` loads it
-    while the tools run)."""
-    import ctypes
-
-    function = ctypes.CDLL(None, use_errno=True).fallocate
-    function.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
-    return function
-
-
-def _punch(fd: int, runs: list[tuple[int, int]]) -> None:
-    for start, end in runs:  # as fallocate --dig-holes does: PUNCH_HOLE | KEEP_SIZE
-        if fallocate()(fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, start, end - start) != 0:
-            return  # EOPNOTSUPP and the like: the blocks stay allocated, the bytes are right either way
+def _zero_stretch() -> bytes:
+    return bytes(ZERO_STRETCH)
 
 
 @functools.cache

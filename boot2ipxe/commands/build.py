@@ -11,13 +11,15 @@ import hashlib
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+from boot2ipxe import TYPE_CHECKING
 from boot2ipxe.commands.common import add_cache_options, add_json_option, add_mirror_option, print_json
 from boot2ipxe.errors import EXIT_OK, InputError
 from boot2ipxe.units import format_size, human_size
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from boot2ipxe.assemble import BuildResult
     from boot2ipxe.buildcache import BuildCache
     from boot2ipxe.cache import Cache

@@ -6,11 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+from boot2ipxe import TYPE_CHECKING
 from boot2ipxe.errors import InputError
 
 if TYPE_CHECKING:  # a warm build never resolves a mirror
+    from typing import Any
+
     from boot2ipxe.mirrors import Mirrors
 
 

@@ -186,16 +186,18 @@ def execute(recipe: Recipe, output: Path, cache: BuildCache | None = None, reuse
         raise InputError(f"{output}: is a directory; give an image file name with -o")
     env = tool_env(max(recipe["epoch"], FAT_EPOCH))
     sha_file, manifest_file, bmap_file = (output.with_name(output.name + ext) for ext in (".sha256", ".manifest.json", ".bmap"))
+    cleaner = None
     try:
-        with (
-            pending_file(output) as tmp,
-            pending_file(bmap_file) as tmp_bmap,
-            staged(recipe) as stage,
-            scratch_files(recipe, output) as scratch,
-        ):
-            os.truncate(tmp, recipe["size"])
-            run_lanes(recipe["lanes"], tmp, stage, env, scratch)
-            _write_raw(tmp, recipe)
+        with pending_file(output) as tmp, pending_file(bmap_file) as tmp_bmap:
+            with contextlib.ExitStack() as work:
+                stage = work.enter_context(staged(recipe))
+                scratch = work.enter_context(scratch_files(recipe, output))
+                os.truncate(tmp, recipe["size"])
+                run_lanes(recipe["lanes"], tmp, stage, env, scratch)
+                _write_raw(tmp, recipe)
+                # The staged files and scratch files are removed while the image is scanned (joined below).
+                cleaner = threading.Thread(target=work.pop_all().close, daemon=True)
+                cleaner.start()
             found = scan(tmp)
             digest = cache.known_image(found.content_key, recipe["expect"]) if cache is not None and reuse else None
             reused = digest is not None
@@ -214,8 +216,12 @@ def execute(recipe: Recipe, output: Path, cache: BuildCache | None = None, reuse
             tmp_bmap.replace(bmap_file)
     except OSError as exc:
         raise Boot2ipxeError(f"{output}: cannot write the image: {exc.strerror or exc}") from None
-    write_atomic(sha_file, f"{digest}  {output.name}\n".encode())
-    write_atomic(manifest_file, (json.dumps(manifest, indent=2) + "\n").encode())
+    finally:
+        if cleaner is not None:
+            cleaner.join()
+    # Not fsynced, as the image beside them is not: after a crash, build again.
+    write_atomic(sha_file, f"{digest}  {output.name}\n".encode(), durable=False)
+    write_atomic(manifest_file, (json.dumps(manifest, indent=2) + "\n").encode(), durable=False)
     return BuildResult(output, digest, manifest, reused)
 
 

@@ -16,7 +16,9 @@ Two memos, both under ``CACHE/builds/`` and both safe to delete at any time:
     sha256s of its data ranges and its size: ``sparse.scan``) and the recipe's expectations. An image
     with the same content key has the same bytes, so it needs neither the 1 GiB hash nor the read-back.
 
-Writes are atomic (temporary file, rename); a torn or foreign file reads as a miss.
+Every entry is sealed (``seal.py``: an HMAC under a key kept outside the cache), since a recipe names the commands
+a build runs and an image entry the sha256 it reports: an entry without a valid seal — written by someone else,
+copied from another machine, torn — is a miss. Writes are atomic (temporary file, rename).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from boot2ipxe import TYPE_CHECKING
+from boot2ipxe import TYPE_CHECKING, seal
 from boot2ipxe.recipe import RECIPE_FORMAT
 
 if TYPE_CHECKING:
@@ -112,7 +114,10 @@ class BuildCache:
     def load_recipe(self, key: str, blob_path: Any) -> Recipe | None:
         """The stored recipe if every file it depends on is unchanged, its blob paths filled in by ``blob_path``."""
         try:
-            recipe = json.loads((self.root / "recipes" / f"{key}.json").read_bytes())
+            tag, _, data = (self.root / "recipes" / f"{key}.json").read_bytes().partition(b"\n")
+            if not seal.verify(data, tag.decode("ascii", "replace")):
+                return None
+            recipe = json.loads(data)
         except (OSError, ValueError):
             return None
         if not isinstance(recipe, dict) or recipe.get("format") != RECIPE_FORMAT or recipe.get("key") != key:
@@ -128,7 +133,10 @@ class BuildCache:
         stored = {**recipe, "key": key, "inputs": [list(i) for i in inputs]}
         stored["blobs"] = {sha: {k: v for k, v in blob.items() if k != "path"} for sha, blob in recipe["blobs"].items()}
         # Key order is kept (no sort_keys): the manifest is written from the stored recipe.
-        _write(self.root / "recipes" / f"{key}.json", json.dumps(stored).encode())
+        data = json.dumps(stored).encode()
+        tag = seal.seal(data)
+        if tag is not None:
+            _write(self.root / "recipes" / f"{key}.json", tag.encode() + b"\n" + data)
 
     def _image_path(self, content_key: str, expect: Mapping[str, Any]) -> Path:
         expect_digest = hashlib.sha256(json.dumps(expect, sort_keys=True).encode()).hexdigest()
@@ -136,11 +144,17 @@ class BuildCache:
 
     def known_image(self, content_key: str, expect: Mapping[str, Any]) -> str | None:
         """The full sha256 of an image with this content that already passed these expectations, or None."""
+        path = self._image_path(content_key, expect)
         try:
-            digest = self._image_path(content_key, expect).read_text(encoding="ascii").strip()
+            digest, _, tag = path.read_text(encoding="ascii").strip().partition(" ")
         except (OSError, UnicodeError):
             return None
-        return digest if DIGEST_RE.fullmatch(digest) else None
+        if not DIGEST_RE.fullmatch(digest) or not seal.verify(f"{path.name} {digest}".encode(), tag):
+            return None
+        return digest
 
     def remember_image(self, content_key: str, expect: Mapping[str, Any], sha256: str) -> None:
-        _write(self._image_path(content_key, expect), f"{sha256}\n".encode())
+        path = self._image_path(content_key, expect)
+        tag = seal.seal(f"{path.name} {sha256}".encode())
+        if tag is not None:
+            _write(path, f"{sha256} {tag}\n".encode())

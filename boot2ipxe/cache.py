@@ -14,7 +14,8 @@ Invariants: a file at a blob path only ever appears by ``os.replace`` of a tempo
 directory, after its sha256 was checked, so several builds can share one cache and no reader ever sees
 a partial or unverified blob. :meth:`Cache.lookup` hashes a cached blob only when its ``.verified`` stamp no
 longer matches the file: any write to the blob, or a chmod to make one possible, changes its ctime, which
-no one can set back. A blob whose bytes no longer match is reported as missing; whoever next obtains it
+no one can set back, and a stamp is sealed with a key outside the cache (``seal.py``), so it cannot be forged
+by writing the cache. A blob whose bytes no longer match is reported as missing; whoever next obtains it
 replaces it under the blob's lock.
 """
 
@@ -29,7 +30,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from boot2ipxe import TYPE_CHECKING
+from boot2ipxe import TYPE_CHECKING, seal
 from boot2ipxe.errors import FetchError
 
 if TYPE_CHECKING:
@@ -61,8 +62,11 @@ def _stat_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
-def _stamp(sha256: str, st: os.stat_result) -> str:
-    return " ".join([sha256, *map(str, _stat_key(st))]) + "\n"
+def _stamp(sha256: str, st: os.stat_result) -> str | None:
+    """The blob's identity when its bytes were last found to match, sealed (``seal.py``); None without a key."""
+    fields = " ".join([sha256, *map(str, _stat_key(st))])
+    tag = seal.seal(fields.encode())
+    return f"{fields} {tag}\n" if tag is not None else None
 
 
 def _replace_with(target: Path, text: str) -> None:
@@ -131,7 +135,8 @@ class Cache:
             return path
         stamp = self._stamp_path(sha256)
         try:
-            good = stamp.read_text(encoding="utf-8") == _stamp(sha256, st)
+            expected = _stamp(sha256, st)
+            good = expected is not None and stamp.read_text(encoding="utf-8") == expected
         except (OSError, UnicodeError):
             good = False
         if not good:
@@ -151,8 +156,10 @@ class Cache:
         return self.path(sha256).with_name(f".{sha256}.verified")
 
     def _write_stamp(self, sha256: str, st: os.stat_result) -> None:
-        with contextlib.suppress(OSError):  # a read-only cache: the blob is hashed again next time
-            _replace_with(self._stamp_path(sha256), _stamp(sha256, st))
+        text = _stamp(sha256, st)
+        if text is not None:
+            with contextlib.suppress(OSError):  # a read-only cache: the blob is hashed again next time
+                _replace_with(self._stamp_path(sha256), text)
 
     def origin(self, sha256: str) -> str:
         try:

@@ -16,11 +16,11 @@ PUBLIC_MODE = 0o644
 PRIVATE_DIR_MODE = 0o700
 
 
-def write_atomic(target: Path, data: bytes, *, mode: int = PUBLIC_MODE, overwrite: bool = True) -> None:
+def write_atomic(target: Path, data: bytes, *, mode: int = PUBLIC_MODE, overwrite: bool = True, durable: bool = True) -> None:
     """Write ``data`` to ``target`` through a temporary file created with ``mode`` (minus the umask).
 
     With ``overwrite=False`` an existing target is never replaced, even by a concurrent writer
-    (the temporary file is hard-linked into place).
+    (the temporary file is hard-linked into place). ``durable`` fsyncs the bytes before the rename.
     """
     tmp = target.parent / f".{target.name}.{os.urandom(4).hex()}.tmp"
     try:
@@ -33,7 +33,8 @@ def write_atomic(target: Path, data: bytes, *, mode: int = PUBLIC_MODE, overwrit
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         if overwrite:
             tmp.replace(target)
         else:

@@ -13,10 +13,12 @@ import errno
 import functools
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 BLOCK = 4096
 CHUNK = 4 * 1024 * 1024
+SCAN_CHUNK = 1024 * 1024  # small enough that an image of a few MiB is read and hashed by two threads
 _ZERO_BLOCK = bytes(BLOCK)
 ZERO_STRETCH = 64 * BLOCK  # zeros are compared this much at a time before block by block
 
@@ -79,41 +81,64 @@ def zero_runs(data: bytes) -> list[tuple[int, int]]:
     return runs
 
 
-def scan(path: Path) -> Scan:
+def scan(path: Path, threads: int = 2) -> Scan:
     """The file's blocks that hold anything but zeros, as ranges with their sha256s; holes are not read.
 
-    The ranges depend on the bytes only, not on which blocks the filesystem happens to have allocated
-    (that differs between two runs writing the same bytes), so the content key and the .bmap are reproducible.
+    The ranges depend on the bytes only, not on which blocks the filesystem happens to have allocated (that
+    differs between two runs writing the same bytes), so the content key and the .bmap are reproducible. A range
+    never crosses a multiple of SCAN_CHUNK: the chunks are read and hashed by ``threads`` threads at once (reading
+    and hashing let go of the GIL).
     """
     size = path.stat().st_size
-    found: list[tuple[int, int, str]] = []
-    key = hashlib.sha256(f"boot2ipxe-content/1 {size}\n".encode())
     with path.open("rb", buffering=0) as f:
         fd = f.fileno()
-        for start, end in data_ranges(fd, size):
-            run: tuple[int, hashlib._Hash] | None = None  # (start, sha256 so far) of the current non-zero run
-            position = start
-            while position < end:
-                data = os.pread(fd, min(CHUNK, end - position), position)
-                if not data:
-                    break
-                view = memoryview(data)
-                cursor = 0  # data[:cursor] is accounted for
-                for zero_start, zero_end in [*zero_runs(data), (len(data), len(data))]:
-                    if zero_start > cursor:
-                        if run is None:
-                            run = (position + cursor, hashlib.sha256())
-                        run[1].update(view[cursor:zero_start])
-                    if zero_end > zero_start and run is not None:
-                        found.append((run[0], position + zero_start, run[1].hexdigest()))
-                        run = None
-                    cursor = zero_end
-                position += len(data)
-            if run is not None:
-                found.append((run[0], position, run[1].hexdigest()))
+        chunks = [
+            (at, min(at - at % SCAN_CHUNK + SCAN_CHUNK, end))
+            for start, end in data_ranges(fd, size)
+            for at in [start, *range(start - start % SCAN_CHUNK + SCAN_CHUNK, end, SCAN_CHUNK)]
+        ]
+        results: list[list[tuple[int, int, str]]] = [[] for _ in chunks]
+        errors: list[BaseException] = []
+        pending = iter(range(len(chunks)))
+        lock = threading.Lock()
+
+        def work() -> None:
+            try:
+                while True:
+                    with lock:
+                        n = next(pending, None)
+                    if n is None:
+                        return
+                    results[n] = _scan_chunk(fd, *chunks[n])
+            except BaseException as exc:  # re-raised below
+                errors.append(exc)
+
+        helpers = [threading.Thread(target=work, daemon=True) for _ in range(min(threads, len(chunks)) - 1)]
+        for helper in helpers:
+            helper.start()
+        work()
+        for helper in helpers:
+            helper.join()
+        if errors:
+            raise errors[0]
+    found = [run for chunk in results for run in chunk]
+    key = hashlib.sha256(f"boot2ipxe-content/2 {size}\n".encode())
     for start, end, digest in found:
         key.update(f"{start} {end} {digest}\n".encode())
     return Scan(size, found, key.hexdigest())
+
+
+def _scan_chunk(fd: int, start: int, end: int) -> list[tuple[int, int, str]]:
+    """The runs of non-zero blocks in [start, end) with their sha256s."""
+    data = os.pread(fd, end - start, start)
+    view = memoryview(data)
+    runs = []
+    cursor = 0
+    for zero_start, zero_end in [*zero_runs(data), (len(data), len(data))]:
+        if zero_start > cursor:
+            runs.append((start + cursor, start + zero_start, hashlib.sha256(view[cursor:zero_start]).hexdigest()))
+        cursor = zero_end
+    return runs
 
 
 def full_sha256(path: Path, ranges: list[tuple[int, int, str]]) -> str:

@@ -33,6 +33,7 @@ def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))  # the cache's seal key (seal.py)
     for name in list(os.environ):
         if name.startswith("BOOT2IPXE_MIRROR_") or name == "BOOT2IPXE_CACHE":
             monkeypatch.delenv(name)

@@ -216,3 +216,33 @@ def test_recipe_keys_follow_their_inputs(tmp_path: Path, monkeypatch: pytest.Mon
     assert key() != base
     monkeypatch.chdir(tmp_path)  # the same spec named from elsewhere
     assert buildcache.recipe_key(Path("s.yaml"), "s.yaml", b"spec", None, [], {}, config) == key()
+
+
+def test_a_recipe_changed_in_the_cache_is_not_run(run_cli: Any, project: Path) -> None:
+    """A recipe names commands: one edited by whoever can write the cache, but not read the key, is a miss."""
+    first = build(run_cli, project)
+    (stored,) = (project / "cache" / "builds" / "recipes").iterdir()
+    tag, _, data = stored.read_bytes().partition(b"\n")
+    stored.write_bytes(tag + b"\n" + data.replace(b'"mke2fs"', b'"false"'))
+    report = build(run_cli, project)
+    assert report["reused"]["recipe"] is False and report["sha256"] == first["sha256"]
+
+
+def test_entries_sealed_with_another_key_are_checked_again(
+    run_cli: Any, project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A cache copied from another machine (or user): its recipes, images and blob stamps are not trusted."""
+    from boot2ipxe import cache as cache_module
+
+    first = build(run_cli, project)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "elsewhere"))
+    monkeypatch.setattr(cache_module, "_verified", {})  # a new process
+    hashed: list[str] = []
+    real = cache_module.hash_file
+    monkeypatch.setattr(cache_module, "hash_file", lambda path: hashed.append(path.name) or real(path))
+    report = build(run_cli, project)
+    assert report["reused"] == {"recipe": False, "image": False} and report["sha256"] == first["sha256"]
+    assert sorted(hashed) == sorted(
+        hashlib.sha256((project / "blobs" / name).read_bytes()).hexdigest() for name in ("ipxe.efi", "unused.bin")
+    )
+    assert build(run_cli, project)["reused"] == {"recipe": True, "image": True}  # sealed again with this key

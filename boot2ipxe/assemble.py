@@ -160,9 +160,8 @@ def run_lanes(
     for thread in threads:
         thread.join()
     failed = [error for error in errors if error is not None]
-    full = [error for error in failed if os.strerror(errno.ENOSPC) in str(error)]
-    if full or failed:
-        raise (full or failed)[0]
+    if failed:
+        raise next((error for error in failed if os.strerror(errno.ENOSPC) in str(error)), failed[0])
 
 
 def _write_raw(image: Path, recipe: Recipe) -> None:

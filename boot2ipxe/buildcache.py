@@ -33,9 +33,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from boot2ipxe import TYPE_CHECKING, seal
+from boot2ipxe.errors import Boot2ipxeError
+from boot2ipxe.outputs import write_atomic
 from boot2ipxe.recipe import RECIPE_FORMAT
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from boot2ipxe.recipe import Recipe
@@ -100,10 +103,8 @@ def _write(path: Path, data: bytes) -> None:
     """Atomic, without fsync: after a crash the file is whole, empty or absent, and anything but whole is a miss."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    except OSError:
+        write_atomic(path, data, durable=False)
+    except (OSError, Boot2ipxeError):
         pass  # a read-only or full cache only costs the next build its shortcut
 
 
@@ -111,7 +112,7 @@ class BuildCache:
     def __init__(self, cache_root: Path) -> None:
         self.root = cache_root / "builds"
 
-    def load_recipe(self, key: str, blob_path: Any) -> Recipe | None:
+    def load_recipe(self, key: str, blob_path: Callable[[str], Path]) -> Recipe | None:
         """The stored recipe if every file it depends on is unchanged, its blob paths filled in by ``blob_path``."""
         try:
             tag, _, data = (self.root / "recipes" / f"{key}.json").read_bytes().partition(b"\n")

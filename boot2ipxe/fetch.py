@@ -88,10 +88,6 @@ class Transfer:
     started: float  # time.monotonic()
     ended: float
 
-    @property
-    def seconds(self) -> float:
-        return self.ended - self.started
-
 
 @dataclass
 class Report:

@@ -20,7 +20,7 @@ Shape::
     scratch     partition number -> bytes: the scratch files FAT lanes write in
     stage       files mcopy copies: {"path": relative path, "text": rendered text} or {"path", "blob": sha256}
     raw         {"offset": bytes, "blob": sha256} written after the lanes
-    blobs       sha256 -> {"path", "size", "origin"}
+    blobs       sha256 -> {"path"}: where the executor reads each blob (the build cache stores it without the path)
     expect      what the written image must read back as (see ``verify.py``)
     manifest    IMAGE.manifest.json, its image sha256 left null until the image is hashed
     warnings    validation warnings, printed again when the recipe is reused
@@ -184,7 +184,7 @@ def manifest(plan: Plan, blobs: Mapping[str, Blob], epoch: int) -> dict[str, Any
             files.append(
                 {"partition": p.name, "dest": f.dest, "size": size, "sha256": digest, "kind": f.kind, "source": f.source}
             )
-    used = {f.source for p in plan.partitions for f in p.files if f.source} | {r.source for r in plan.raw}
+    used = _used_sources(plan)
     return {
         "format": "boot2ipxe-manifest/1",
         "tool": {"name": "boot2ipxe", "version": __version__},
@@ -192,12 +192,17 @@ def manifest(plan: Plan, blobs: Mapping[str, Blob], epoch: int) -> dict[str, Any
         "image": {"sha256": None, "size": plan.size},
         "source_date_epoch": epoch,
         "sources": [
-            {"id": sid, "sha256": blobs[sid].sha256, "size": blobs[sid].size, "origin": blobs[sid].origin} for sid in sorted(used)
+            {"id": sid, "sha256": blobs[sid].sha256, "size": blobs[sid].size, "origin": blobs[sid].origin} for sid in used
         ],
         "files": files,
         "raw": [{"source": r.source, "offset": r.offset, "size": blobs[r.source].size} for r in plan.raw],
         "layout": plan.as_dict(),
     }
+
+
+def _used_sources(plan: Plan) -> list[str]:
+    """The sources a file or raw write of the plan takes, sorted."""
+    return sorted({f.source for p in plan.partitions for f in p.files if f.source} | {r.source for r in plan.raw})
 
 
 def make_recipe(plan: Plan, blobs: Mapping[str, Blob], epoch: int, warnings: list[str] | None = None) -> Recipe:
@@ -214,7 +219,6 @@ def make_recipe(plan: Plan, blobs: Mapping[str, Blob], epoch: int, warnings: lis
             lanes.append(_fat_lane(p, p.fat, blobs, stage))
         elif p.ext4 is not None:
             lanes.append([{"argv": mke2fs_argv(p)}])
-    used = {f.source for p in plan.partitions for f in p.files if f.source} | {r.source for r in plan.raw}
     return {
         "format": RECIPE_FORMAT,
         "name": plan.spec.name,
@@ -224,10 +228,7 @@ def make_recipe(plan: Plan, blobs: Mapping[str, Blob], epoch: int, warnings: lis
         "scratch": {str(p.index): p.size for p in plan.partitions if p.fat is not None},
         "stage": stage,
         "raw": [{"offset": r.offset, "blob": blobs[r.source].sha256} for r in plan.raw],
-        "blobs": {
-            blobs[sid].sha256: {"path": str(blobs[sid].path), "size": blobs[sid].size, "origin": blobs[sid].origin}
-            for sid in sorted(used)
-        },
+        "blobs": {blobs[sid].sha256: {"path": str(blobs[sid].path)} for sid in _used_sources(plan)},
         "expect": expectations(plan),
         "manifest": manifest(plan, blobs, epoch),
         "warnings": list(warnings or []),

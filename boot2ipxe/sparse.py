@@ -81,6 +81,17 @@ def zero_runs(data: bytes) -> list[tuple[int, int]]:
     return runs
 
 
+def nonzero_runs(data: bytes) -> list[tuple[int, int]]:
+    """The (start, end) offsets in ``data`` between its zero runs (:func:`zero_runs`): what holds anything but zeros."""
+    runs = []
+    cursor = 0
+    for zero_start, zero_end in [*zero_runs(data), (len(data), len(data))]:
+        if zero_start > cursor:
+            runs.append((cursor, zero_start))
+        cursor = zero_end
+    return runs
+
+
 def scan(path: Path, threads: int = 2) -> Scan:
     """The file's blocks that hold anything but zeros, as ranges with their sha256s; holes are not read.
 
@@ -132,13 +143,7 @@ def _scan_chunk(fd: int, start: int, end: int) -> list[tuple[int, int, str]]:
     """The runs of non-zero blocks in [start, end) with their sha256s."""
     data = os.pread(fd, end - start, start)
     view = memoryview(data)
-    runs = []
-    cursor = 0
-    for zero_start, zero_end in [*zero_runs(data), (len(data), len(data))]:
-        if zero_start > cursor:
-            runs.append((start + cursor, start + zero_start, hashlib.sha256(view[cursor:zero_start]).hexdigest()))
-        cursor = zero_end
-    return runs
+    return [(start + a, start + b, hashlib.sha256(view[a:b]).hexdigest()) for a, b in nonzero_runs(data)]
 
 
 def full_sha256(path: Path, ranges: list[tuple[int, int, str]]) -> str:
@@ -174,10 +179,7 @@ def place(source: Path, image: Path, offset: int, zeros: tuple[int, int] = (0, 0
                 continue
             copies.append((start, skip_start))
             data = os.pread(src.fileno(), skip_end - skip_start, skip_start)
-            cursor = 0
-            for zero_start, zero_end in [*zero_runs(data), (len(data), len(data))]:
-                copies.append((skip_start + cursor, skip_start + zero_start))
-                cursor = zero_end
+            copies += [(skip_start + a, skip_start + b) for a, b in nonzero_runs(data)]
             copies.append((skip_end, end))
         for start, end in copies:
             _copy_range(src.fileno(), dst.fileno(), start, end, offset + start)
@@ -196,6 +198,8 @@ def _copy_range(src: int, dst: int, start: int, end: int, at: int) -> None:
             raise
         while start < end:
             data = os.pread(src, min(CHUNK, end - start), start)
+            if not data:
+                raise OSError(errno.EIO, f"source ended {end - start} bytes short") from None
             os.pwrite(dst, data, at)
             start, at = start + len(data), at + len(data)
 

@@ -98,3 +98,23 @@ def test_place_writes_only_the_blocks_that_are_not_zeros(tmp_path: Path) -> None
     make_sparse(verbatim, 64 * MiB, {})
     sparse.place(scratch, verbatim, 1 * MiB)  # outside the zeros range, data is copied as it is
     assert verbatim.read_bytes() == content and verbatim.stat().st_blocks * 512 >= len(data) // 4096 * 4096
+
+
+def test_copy_falls_back_to_read_and_write_where_copy_file_range_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    def refused(*args: object) -> int:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", refused)
+    source, target = tmp_path / "source.bin", tmp_path / "target.bin"
+    source.write_bytes(b"\x05" * 10_000)
+    target.write_bytes(bytes(20_000))
+    with source.open("rb") as src, target.open("r+b") as dst:
+        sparse._copy_range(src.fileno(), dst.fileno(), 0, 10_000, 5_000)
+        with pytest.raises(OSError, match="short"):  # a source shorter than the range: an error, not a hang
+            sparse._copy_range(src.fileno(), dst.fileno(), 9_000, 12_000, 0)
+    assert target.read_bytes()[5_000:15_000] == b"\x05" * 10_000

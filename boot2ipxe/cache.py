@@ -25,59 +25,22 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import re
-import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from boot2ipxe import TYPE_CHECKING, seal
+from boot2ipxe import TYPE_CHECKING, stamps
 from boot2ipxe.errors import FetchError
+from boot2ipxe.locations import cache_dir
+from boot2ipxe.stamps import hash_file
 
 if TYPE_CHECKING:
     from typing import IO
 
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1 << 20
-
-# Process-wide memo of verified blobs: path -> (sha256, device, inode, size, mtime_ns, ctime_ns).
-_verified: dict[str, tuple[str, int, int, int, int, int]] = {}
-_verified_lock = threading.Lock()
 
 
 def default_dir(environ: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    if env.get("BOOT2IPXE_CACHE"):
-        return Path(env["BOOT2IPXE_CACHE"]).expanduser()
-    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "boot2ipxe"
-
-
-def hash_file(path: Path) -> str:
-    """sha256 of a file, streamed. The one place the cache hashes a stored file (tests count calls)."""
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def _stat_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
-
-
-def _stamp(sha256: str, st: os.stat_result) -> str | None:
-    """The blob's identity when its bytes were last found to match, sealed (``seal.py``); None without a key."""
-    fields = " ".join([sha256, *map(str, _stat_key(st))])
-    tag = seal.seal(fields.encode())
-    return f"{fields} {tag}\n" if tag is not None else None
-
-
-def _replace_with(target: Path, text: str) -> None:
-    """Write ``text`` to ``target`` through a temporary file in the same directory and a rename."""
-    tmp = target.with_name(f".tmp-{os.urandom(6).hex()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    return Path(cache_dir(environ))
 
 
 def copy_hashed(source: IO[bytes], target: IO[bytes], limit: int | None = None) -> tuple[str, int] | None:
@@ -103,9 +66,7 @@ class Cache:
         return f"Cache({str(self.root)!r})"
 
     def path(self, sha256: str) -> Path:
-        if not SHA256_RE.match(sha256):
-            raise ValueError(f"not a sha256: {sha256!r}")
-        return self.root / "blobs" / "sha256" / sha256[:2] / sha256
+        return Path(stamps.blob_path(self.root, sha256))
 
     def shard(self, sha256: str) -> Path:
         """The blob's directory, created on demand (with a one-line error if it cannot be)."""
@@ -122,50 +83,12 @@ class Cache:
         return self.shard(sha256) / f".{sha256}.part"
 
     def lookup(self, sha256: str) -> Path | None:
-        """The blob's path if it is cached and its bytes match; None if missing or damaged."""
-        path = self.path(sha256)
-        try:
-            st = path.stat()
-        except OSError:
-            return None
-        key = str(path)
-        with _verified_lock:
-            memo = _verified.get(key)
-        if memo is not None and memo[0] == sha256 and memo[1:] == _stat_key(st):
-            return path
-        stamp = self._stamp_path(sha256)
-        try:
-            expected = _stamp(sha256, st)
-            good = expected is not None and stamp.read_text(encoding="utf-8") == expected
-        except (OSError, UnicodeError):
-            good = False
-        if not good:
-            try:
-                good = hash_file(path) == sha256
-            except OSError:
-                return None
-            if good:
-                self._write_stamp(sha256, st)
-        if good:
-            with _verified_lock:
-                _verified[key] = (sha256, *_stat_key(st))
-            return path
-        return None
-
-    def _stamp_path(self, sha256: str) -> Path:
-        return self.path(sha256).with_name(f".{sha256}.verified")
-
-    def _write_stamp(self, sha256: str, st: os.stat_result) -> None:
-        text = _stamp(sha256, st)
-        if text is not None:
-            with contextlib.suppress(OSError):  # a read-only cache: the blob is hashed again next time
-                _replace_with(self._stamp_path(sha256), text)
+        """The blob's path if it is cached and its bytes match; None if missing or damaged (``stamps.lookup``)."""
+        found = stamps.lookup(self.root, sha256)
+        return Path(found) if found is not None else None
 
     def origin(self, sha256: str) -> str:
-        try:
-            return self.path(sha256).with_name(sha256 + ".origin").read_text(encoding="utf-8").strip() or "cache"
-        except OSError:
-            return "cache"
+        return stamps.origin(self.root, sha256)
 
     @contextlib.contextmanager
     def locked(self, sha256: str) -> Iterator[None]:
@@ -200,12 +123,11 @@ class Cache:
             tmp.replace(path)
             self._write_origin(sha256, origin)
             st = path.stat()
-            self._write_stamp(sha256, st)
+            stamps.write_stamp(self.root, sha256, st)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise FetchError(f"cannot store {sha256} in the cache {self.root}: {exc.strerror or exc}") from None
-        with _verified_lock:
-            _verified[str(path)] = (sha256, *_stat_key(st))
+        stamps.remember(str(path), sha256, st)
         return path
 
     def commit_file(self, tmp: Path, sha256: str, origin: str) -> Path:
@@ -227,14 +149,13 @@ class Cache:
     def discard(self, sha256: str) -> None:
         """Remove a damaged blob (call with the blob's lock held)."""
         path = self.path(sha256)
-        for gone in (path, self._stamp_path(sha256)):
+        for gone in (path, Path(stamps.stamp_path(self.root, sha256))):
             with contextlib.suppress(FileNotFoundError):
                 gone.unlink()
-        with _verified_lock:
-            _verified.pop(str(path), None)
+        stamps.forget(str(path))
 
     def _write_origin(self, sha256: str, origin: str) -> None:
-        _replace_with(self.path(sha256).with_name(sha256 + ".origin"), origin.replace("\n", " ") + "\n")
+        stamps.replace_with(stamps.origin_path(self.root, sha256), origin.replace("\n", " ") + "\n")
 
     def leftovers(self) -> list[Path]:
         """Temporary and partial files (for tests and diagnostics); locks are not leftovers."""

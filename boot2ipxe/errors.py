@@ -5,11 +5,11 @@ Exit codes follow Unix habit: 1 for a failure while doing the work, 2 for bad in
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-
 from boot2ipxe import TYPE_CHECKING
 
 if TYPE_CHECKING:  # validation's findings; the errors every command can raise import nothing heavy
+    from collections.abc import Iterable, Sequence
+
     from boot2ipxe.problems import Problem
 
 EXIT_OK = 0

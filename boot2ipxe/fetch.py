@@ -41,13 +41,14 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
 
 from boot2ipxe import archive
-from boot2ipxe.cache import Cache, default_dir, hash_file
+from boot2ipxe.cache import Cache, default_dir
 from boot2ipxe.download import DownloadError, NetConfig, download
 from boot2ipxe.errors import FetchError, InputError
 from boot2ipxe.mirrors import Mirrors
 from boot2ipxe.model import Blob, Origin, Source, Spec
 from boot2ipxe.problems import Problem
 from boot2ipxe.schema import key_path
+from boot2ipxe.stamps import hash_file
 
 if TYPE_CHECKING:
     import requests  # imported when the first download starts: a warm build never needs it

@@ -172,7 +172,8 @@ def inject_image(
         raise InputError(f"{output}: is the base image; choose another output path")
     fat = fat or read_base_fat(base, target)
     check_room(base, target, files, fat)
-    with pending_file(output) as tmp, tempfile.TemporaryDirectory(prefix="boot2ipxe-inject-") as staging:
+    with pending_file(output) as pending, tempfile.TemporaryDirectory(prefix="boot2ipxe-inject-") as staging:
+        tmp = Path(pending)
         copy_sparse(base, tmp)  # onto mkstemp's 0600 file: cp keeps the target's mode
         write_files(tmp, target.offset, files, epoch, Path(staging), fat.directories)
         tmp.replace(output)

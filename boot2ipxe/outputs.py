@@ -7,26 +7,32 @@ through ``os.open``; their mode is never widened nor changed after the bytes are
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
+from boot2ipxe import TYPE_CHECKING
 from boot2ipxe.errors import Boot2ipxeError, InputError
+
+if TYPE_CHECKING:  # pathlib is not imported here: a warm build writes its sidecars through this module
+    from pathlib import Path
+
+    from boot2ipxe.paths import PathLike
 
 SECRET_MODE = 0o600
 PUBLIC_MODE = 0o644
 PRIVATE_DIR_MODE = 0o700
 
 
-def write_atomic(target: Path, data: bytes, *, mode: int = PUBLIC_MODE, overwrite: bool = True, durable: bool = True) -> None:
+def write_atomic(target: PathLike, data: bytes, *, mode: int = PUBLIC_MODE, overwrite: bool = True, durable: bool = True) -> None:
     """Write ``data`` to ``target`` through a temporary file created with ``mode`` (minus the umask).
 
     With ``overwrite=False`` an existing target is never replaced, even by a concurrent writer
     (the temporary file is hard-linked into place). ``durable`` fsyncs the bytes before the rename.
     """
-    tmp = target.parent / f".{target.name}.{os.urandom(4).hex()}.tmp"
+    directory, name = os.path.split(os.fspath(target))
+    tmp = os.path.join(directory, f".{name}.{os.urandom(4).hex()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     except FileNotFoundError:
-        raise InputError(f"{target.parent}: no such directory") from None
+        raise InputError(f"{directory or '.'}: no such directory") from None
     except OSError as exc:
         raise Boot2ipxeError(f"{target}: cannot write: {exc.strerror}") from None
     try:
@@ -36,7 +42,7 @@ def write_atomic(target: Path, data: bytes, *, mode: int = PUBLIC_MODE, overwrit
             if durable:
                 os.fsync(f.fileno())
         if overwrite:
-            tmp.replace(target)
+            os.replace(tmp, target)
         else:
             try:
                 os.link(tmp, target)
@@ -45,7 +51,10 @@ def write_atomic(target: Path, data: bytes, *, mode: int = PUBLIC_MODE, overwrit
     except OSError as exc:
         raise Boot2ipxeError(f"{target}: cannot write: {exc.strerror}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
 
 
 def write_secret(target: Path, data: bytes, *, overwrite: bool = True) -> None:

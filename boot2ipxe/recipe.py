@@ -9,7 +9,8 @@ Shape::
     format      RECIPE_FORMAT
     size        image bytes
     epoch       SOURCE_DATE_EPOCH for the tools and the manifest
-    lanes       lists of steps; the lanes write disjoint byte ranges of the image and run at the same time,
+    table       [offset, hex bytes] of the partition table (``table.py``), written before the lanes run
+    lanes       lists of steps (one per filesystem); the lanes write disjoint byte ranges of the image and run at the same time,
                 the steps of one lane in order. A step is {"argv": [...], "stdin": text or absent}; an argv
                 item ["image", SUFFIX] stands for the temporary image's path followed by SUFFIX,
                 ["partition", N] for partition N's own scratch file, and ["stage", PATH] for a staged file.
@@ -29,43 +30,21 @@ Shape::
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from pathlib import PurePosixPath
 
 from boot2ipxe import TYPE_CHECKING, __version__
 from boot2ipxe.errors import BuildError
 
 if TYPE_CHECKING:  # a warm build imports this module for RECIPE_FORMAT only, not the model or the planner
+    from collections.abc import Mapping
     from typing import Any
 
     from boot2ipxe.fat import FatGeometry
     from boot2ipxe.model import Blob
     from boot2ipxe.plan import Plan, PlannedPartition
 
-RECIPE_FORMAT = "boot2ipxe-recipe/2"
+RECIPE_FORMAT = "boot2ipxe-recipe/3"
 if TYPE_CHECKING:
     Recipe = dict[str, Any]
-
-
-def sfdisk_script(plan: Plan) -> str:
-    lines = [
-        f"label: {'gpt' if plan.table == 'gpt' else 'dos'}",
-        f"label-id: {plan.disk_id}",
-        "unit: sectors",
-        "sector-size: 512",
-    ]
-    if plan.table == "gpt":
-        lines += [f"first-lba: {plan.first_usable}", f"last-lba: {plan.last_usable}", "table-length: 128"]
-    for p in plan.partitions:
-        fields = [f"start={p.start}", f"size={p.sectors}", f"type={p.type_code}"]
-        if plan.table == "gpt":
-            fields += [f"uuid={p.uuid}", f'name="{p.name}"']
-            if p.bootable:
-                fields.append('attrs="LegacyBIOSBootable"')
-        elif p.bootable:
-            fields.append("bootable")
-        lines.append(", ".join(fields))
-    return "\n".join(lines) + "\n"
 
 
 def _image(suffix: str = "") -> list[str]:
@@ -108,6 +87,8 @@ def _fat_lane(p: PlannedPartition, g: FatGeometry, blobs: Mapping[str, Blob], st
     machines, so it is only given directories where that order cannot matter. The other directories are
     made with one mmd and filled with one mcopy each, names sorted.
     """
+    from pathlib import PurePosixPath
+
     target = _partition(p)
     for f in p.files:
         staged = {"path": f"p{p.index}/{f.dest}"}
@@ -210,10 +191,10 @@ def make_recipe(plan: Plan, blobs: Mapping[str, Blob], epoch: int, warnings: lis
     missing += sorted({r.source for r in plan.raw if r.source not in blobs})
     if missing:
         raise BuildError(f"no fetched blob for sources: {', '.join(missing)}")
+    from boot2ipxe.table import table_writes
+
     stage: list[dict[str, str]] = []
-    # The image is new, and its filesystems are written while sfdisk runs: it must wipe nothing.
-    sfdisk = ["sfdisk", "--no-reread", "--no-tell-kernel", "--quiet", "--wipe", "never", "--wipe-partitions", "never", _image()]
-    lanes: list[list[Any]] = [[{"argv": sfdisk, "stdin": sfdisk_script(plan)}]]
+    lanes: list[list[Any]] = []
     for p in plan.partitions:
         if p.fat is not None:
             lanes.append(_fat_lane(p, p.fat, blobs, stage))
@@ -224,6 +205,7 @@ def make_recipe(plan: Plan, blobs: Mapping[str, Blob], epoch: int, warnings: lis
         "name": plan.spec.name,
         "size": plan.size,
         "epoch": epoch,
+        "table": [[offset, data.hex()] for offset, data in table_writes(plan)],
         "lanes": lanes,
         "scratch": {str(p.index): p.size for p in plan.partitions if p.fat is not None},
         "stage": stage,

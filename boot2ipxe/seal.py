@@ -9,58 +9,64 @@ anew. Without a usable key (no writable state directory) nothing is trusted and 
 
 from __future__ import annotations
 
-import contextlib
-import functools
+import _thread
 import hashlib
 import hmac
 import os
-import threading
-from pathlib import Path
 
 KEY_BYTES = 32
 
 
-def state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "boot2ipxe"
+def state_dir() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "boot2ipxe")
 
 
 def key() -> bytes | None:
-    return _key_at(state_dir() / "cache.key")
+    return _key_at(os.path.join(state_dir(), "cache.key"))
 
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
+_keys: dict[str, bytes | None] = {}  # path -> key, per process
 
 
-@functools.cache
-def _key_at(path: Path) -> bytes | None:
+def _key_at(path: str) -> bytes | None:
     """The key in ``path``, made if there is none: written whole to a temporary file, then hard-linked into place,
     so that another thread or process sees either no key or the whole key, and all agree on one."""
     with _lock:
+        if path not in _keys:
+            _keys[path] = _read_or_make(path)
+        return _keys[path]
+
+
+def _read_or_make(path: str) -> bytes | None:
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return None
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.urandom(4).hex()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            return _read_key(path)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            return None
-        try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(os.urandom(KEY_BYTES))
             try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(os.urandom(KEY_BYTES))
-                with contextlib.suppress(FileExistsError):  # another process made one first: use that one
-                    os.link(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
-            return _read_key(path)
-        except OSError:
-            return None
+                os.link(tmp, path)
+            except FileExistsError:  # another process made one first: use that one
+                pass
+        finally:
+            os.unlink(tmp)
+        return _read_key(path)
+    except OSError:
+        return None
 
 
-def _read_key(path: Path) -> bytes | None:
-    data = path.read_bytes()
+def _read_key(path: str) -> bytes | None:
+    with open(path, "rb") as f:
+        data = f.read(KEY_BYTES + 1)
     return data if len(data) == KEY_BYTES else None
 
 

@@ -10,17 +10,21 @@ for 1 GiB; the build cache keeps it per content key so an identical image is not
 from __future__ import annotations
 
 import errno
-import functools
 import hashlib
 import os
-import threading
-from pathlib import Path
+
+from boot2ipxe import TYPE_CHECKING
+from boot2ipxe.parallel import at_once
+
+if TYPE_CHECKING:
+    from boot2ipxe.paths import PathLike
 
 BLOCK = 4096
 CHUNK = 4 * 1024 * 1024
 SCAN_CHUNK = 1024 * 1024  # small enough that an image of a few MiB is read and hashed by two threads
 _ZERO_BLOCK = bytes(BLOCK)
 ZERO_STRETCH = 64 * BLOCK  # zeros are compared this much at a time before block by block
+_ZERO_STRETCH = bytes(ZERO_STRETCH)
 
 
 def data_ranges(fd: int, size: int) -> list[tuple[int, int]]:
@@ -65,7 +69,7 @@ def zero_runs(data: bytes) -> list[tuple[int, int]]:
     at = data.find(_ZERO_BLOCK)
     while at != -1:
         start = end = -(-at // BLOCK) * BLOCK
-        while end + ZERO_STRETCH <= size and data[end : end + ZERO_STRETCH] == _zero_stretch():
+        while end + ZERO_STRETCH <= size and data[end : end + ZERO_STRETCH] == _ZERO_STRETCH:
             end += ZERO_STRETCH
         while end + BLOCK <= size and data[end : end + BLOCK] == _ZERO_BLOCK:
             end += BLOCK
@@ -92,7 +96,7 @@ def nonzero_runs(data: bytes) -> list[tuple[int, int]]:
     return runs
 
 
-def scan(path: Path, threads: int = 2) -> Scan:
+def scan(path: PathLike, threads: int = 2) -> Scan:
     """The file's blocks that hold anything but zeros, as ranges with their sha256s; holes are not read.
 
     The ranges depend on the bytes only, not on which blocks the filesystem happens to have allocated (that
@@ -100,38 +104,26 @@ def scan(path: Path, threads: int = 2) -> Scan:
     never crosses a multiple of SCAN_CHUNK: the chunks are read and hashed by ``threads`` threads at once (reading
     and hashing let go of the GIL).
     """
-    size = path.stat().st_size
-    with path.open("rb", buffering=0) as f:
-        fd = f.fileno()
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
         chunks = [
             (at, min(at - at % SCAN_CHUNK + SCAN_CHUNK, end))
             for start, end in data_ranges(fd, size)
             for at in [start, *range(start - start % SCAN_CHUNK + SCAN_CHUNK, end, SCAN_CHUNK)]
         ]
         results: list[list[tuple[int, int, str]]] = [[] for _ in chunks]
-        errors: list[BaseException] = []
-        pending = iter(range(len(chunks)))
-        lock = threading.Lock()
+        pending = iter(range(len(chunks)))  # next() on a range iterator is atomic under the GIL
 
         def work() -> None:
-            try:
-                while True:
-                    with lock:
-                        n = next(pending, None)
-                    if n is None:
-                        return
-                    results[n] = _scan_chunk(fd, *chunks[n])
-            except BaseException as exc:  # re-raised below
-                errors.append(exc)
+            for n in pending:
+                results[n] = _scan_chunk(fd, *chunks[n])
 
-        helpers = [threading.Thread(target=work, daemon=True) for _ in range(min(threads, len(chunks)) - 1)]
-        for helper in helpers:
-            helper.start()
-        work()
-        for helper in helpers:
-            helper.join()
-        if errors:
-            raise errors[0]
+        failed = [error for error in at_once([work] * max(1, min(threads, len(chunks)))) if error is not None]
+        if failed:
+            raise failed[0]
+    finally:
+        os.close(fd)
     found = [run for chunk in results for run in chunk]
     key = hashlib.sha256(f"boot2ipxe-content/2 {size}\n".encode())
     for start, end, digest in found:
@@ -146,11 +138,11 @@ def _scan_chunk(fd: int, start: int, end: int) -> list[tuple[int, int, str]]:
     return [(start + a, start + b, hashlib.sha256(view[a:b]).hexdigest()) for a, b in nonzero_runs(data)]
 
 
-def full_sha256(path: Path, ranges: list[tuple[int, int, str]]) -> str:
+def full_sha256(path: PathLike, ranges: list[tuple[int, int, str]]) -> str:
     """sha256 of every byte of the file whose data ranges are ``ranges`` (holes hashed as zeros, not read)."""
     whole = hashlib.sha256()
     position = 0
-    with path.open("rb", buffering=0) as f:
+    with open(path, "rb", buffering=0) as f:
         for start, end, _ in ranges:
             _feed_zeros(whole, start - position)
             f.seek(start)
@@ -162,17 +154,17 @@ def full_sha256(path: Path, ranges: list[tuple[int, int, str]]) -> str:
                 whole.update(chunk)
                 remaining -= len(chunk)
             position = end
-    _feed_zeros(whole, path.stat().st_size - position)
+    _feed_zeros(whole, os.stat(path).st_size - position)
     return whole.hexdigest()
 
 
-def place(source: Path, image: Path, offset: int, zeros: tuple[int, int] = (0, 0)) -> None:
+def place(source: PathLike, image: PathLike, offset: int, zeros: tuple[int, int] = (0, 0)) -> None:
     """Copy the data of ``source`` into ``image`` at ``offset``, in the kernel (copy_file_range), except the zero
     blocks of the ``zeros`` range of ``source`` (a FAT's tables: mformat writes them whole, nearly all zeros),
     which are left out: in a new image that range already reads as zeros, and stays unallocated."""
-    with source.open("rb", buffering=0) as src, image.open("r+b", buffering=0) as dst:
+    with open(source, "rb", buffering=0) as src, open(image, "r+b", buffering=0) as dst:
         copies: list[tuple[int, int]] = []
-        for start, end in data_ranges(src.fileno(), source.stat().st_size):
+        for start, end in data_ranges(src.fileno(), os.fstat(src.fileno()).st_size):
             skip_start, skip_end = max(start, zeros[0]), min(end, zeros[1])
             if skip_start >= skip_end:
                 copies.append((start, end))
@@ -204,29 +196,25 @@ def _copy_range(src: int, dst: int, start: int, end: int, at: int) -> None:
             start, at = start + len(data), at + len(data)
 
 
-@functools.cache
-def _zero_stretch() -> bytes:
-    return bytes(ZERO_STRETCH)
-
-
-@functools.cache
-def _zeros() -> bytes:
-    return bytes(CHUNK)  # made on first use: a warm build never hashes holes
+_zeros: list[bytes] = []  # CHUNK zeros, made on first use: a warm build never hashes holes
 
 
 def _feed_zeros(digest: hashlib._Hash, length: int) -> None:
-    zeros = _zeros()
+    if not _zeros:
+        _zeros.append(bytes(CHUNK))
+    zeros = _zeros[0]
     while length > 0:
         step = min(length, CHUNK)
         digest.update(zeros[:step] if step < CHUNK else zeros)
         length -= step
 
 
-def hash_image(path: Path, bmap: Path | None = None) -> str:
+def hash_image(path: PathLike, bmap: PathLike | None = None) -> str:
     """sha256 of the whole file (holes hashed as zeros without reading them); writes ``bmap`` if given."""
     found = scan(path)
     if bmap is not None:
-        bmap.write_text(bmap_for(found), encoding="utf-8")
+        with open(bmap, "w", encoding="utf-8") as f:
+            f.write(bmap_for(found))
     return full_sha256(path, found.ranges)
 
 

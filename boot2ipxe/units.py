@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 SECTOR = 512
 KiB = 1024
 MiB = 1024 * KiB
@@ -11,7 +9,7 @@ GiB = 1024 * MiB
 TiB = 1024 * GiB
 
 UNITS = {"": 1, "B": 1, "KiB": KiB, "MiB": MiB, "GiB": GiB, "TiB": TiB}
-SIZE_RE = re.compile(r"^\s*([0-9]+)\s*(B|KiB|MiB|GiB|TiB)?\s*$")
+SIZE_PATTERN = r"^\s*([0-9]+)\s*(B|KiB|MiB|GiB|TiB)?\s*$"  # compiled on use: printing sizes needs no re
 # Anything bigger is surely a typo; also keeps arithmetic on absurd YAML integers cheap.
 MAX_SIZE = 64 * TiB
 
@@ -23,7 +21,9 @@ def parse_size(value: int | str) -> int:
     if isinstance(value, int):
         number = value
     else:
-        match = SIZE_RE.match(value)
+        import re
+
+        match = re.match(SIZE_PATTERN, value)
         if not match:
             raise ValueError(f"'{value}' is not a size: use bytes or a number with KiB, MiB, GiB or TiB")
         number = int(match.group(1)) * UNITS[match.group(2) or ""]

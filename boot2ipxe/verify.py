@@ -16,7 +16,8 @@ from boot2ipxe.errors import BuildError
 from boot2ipxe.fat import SECTOR, read_boot_sector
 
 
-def verify_image(image: Path, expect: dict[str, Any]) -> None:
+def verify_image(path: str | Path, expect: dict[str, Any]) -> None:
+    image = Path(path)
     verify_with_sfdisk(image, expect)
     verify_with_libparted(image, expect)
     verify_fat_boot_sectors(image, expect)

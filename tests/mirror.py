@@ -28,9 +28,9 @@ if str(ROOT) not in sys.path:
 import requests  # noqa: E402
 import yaml  # noqa: E402
 
-from boot2ipxe.cache import hash_file  # noqa: E402
 from boot2ipxe.download import DownloadError, NetConfig, download  # noqa: E402
 from boot2ipxe.mirrors import APT_SOURCES, debian_from_apt  # noqa: E402
+from boot2ipxe.stamps import hash_file  # noqa: E402
 
 PLACEHOLDER = "${debian}/"
 # Not in any shipped spec: the QEMU 'virt' U-Boot that stands in for a board's U-Boot in boot tests.

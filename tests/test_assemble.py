@@ -17,7 +17,7 @@ from boot2ipxe.fatfs import FatReader
 from boot2ipxe.inspect import inspect_image
 from boot2ipxe.model import Blob
 from boot2ipxe.plan import Plan
-from boot2ipxe.recipe import sfdisk_script
+from boot2ipxe.table import sfdisk_script
 from boot2ipxe.validate import require_valid
 
 EPOCH = 1700000000
@@ -233,12 +233,9 @@ def test_missing_tool_leaves_no_output(tmp_path: Path, monkeypatch: pytest.Monke
     out = tmp_path / "out"
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.setattr(tools, "EXTRA_PATH", ())
-    tools.find.cache_clear()
-    try:
-        with pytest.raises(ToolMissing, match="sfdisk not found: install the Debian package 'fdisk'"):
-            build(spec, out / "img")
-    finally:
-        tools.find.cache_clear()
+    monkeypatch.setattr(tools, "_found", {})
+    with pytest.raises(ToolMissing, match="mformat not found: install the Debian package 'mtools'"):
+        build(spec, out / "img")
     assert list(out.iterdir()) == []
 
 
@@ -249,12 +246,9 @@ def test_failing_tool_names_the_command_and_leaves_no_output(tmp_path: Path, mon
     (fake / "mcopy").write_text("#!/bin/sh\necho 'mcopy: disk full (simulated)' >&2\nexit 1\n")
     (fake / "mcopy").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
-    tools.find.cache_clear()
-    try:
-        with pytest.raises(ToolError, match=r"command failed \(exit 1\): mcopy .*disk full \(simulated\)"):
-            build(spec, tmp_path / "out" / "img")
-    finally:
-        tools.find.cache_clear()
+    monkeypatch.setattr(tools, "_found", {})
+    with pytest.raises(ToolError, match=r"command failed \(exit 1\): mcopy .*disk full \(simulated\)"):
+        build(spec, tmp_path / "out" / "img")
     assert list((tmp_path / "out").iterdir()) == []
 
 

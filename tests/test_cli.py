@@ -7,28 +7,28 @@ import sys
 
 import pytest
 
-from boot2ipxe import cli
+from boot2ipxe import arguments, cli
 
 
 def registered(module: str) -> set[str]:
-    parser = cli.Parser(prog="boot2ipxe")
-    sub = parser.add_subparsers(dest="command", parser_class=cli.Parser)
+    parser = arguments.Parser(prog="boot2ipxe")
+    sub = parser.add_subparsers(dest="command", parser_class=arguments.Parser)
     __import__(f"boot2ipxe.commands.{module}", fromlist=["register"]).register(sub)
     return set(sub.choices)
 
 
 def test_every_command_is_mapped_to_the_module_registering_it() -> None:
-    for module in cli.COMMAND_MODULES:
-        assert registered(module) == {c for c, m in cli.COMMANDS.items() if m == module}, module
-    assert set(cli.COMMANDS.values()) == set(cli.COMMAND_MODULES)
+    for module in arguments.COMMAND_MODULES:
+        assert registered(module) == {c for c, m in arguments.COMMANDS.items() if m == module}, module
+    assert set(arguments.COMMANDS.values()) == set(arguments.COMMAND_MODULES)
 
 
 def test_a_command_parses_alone_and_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
-    assert set(cli.build_parser("inject")._subparsers._group_actions[0].choices) == {"inject"}  # type: ignore[union-attr]
+    assert set(arguments.build_parser("inject")._subparsers._group_actions[0].choices) == {"inject"}  # type: ignore[union-attr]
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     out = capsys.readouterr().out
-    assert all(command in out for command in cli.COMMANDS)
+    assert all(command in out for command in arguments.COMMANDS)
 
 
 def imported_by(code: str) -> set[str]:
@@ -49,5 +49,5 @@ def imported_by(code: str) -> set[str]:
     ],
 )
 def test_commands_do_not_import_what_they_do_not_use(command: str, modules: str, absent: set[str]) -> None:
-    found = imported_by(f"from boot2ipxe import cli\ncli.build_parser({command!r})\nimport {modules}")
+    found = imported_by(f"from boot2ipxe import arguments\narguments.build_parser({command!r})\nimport {modules}")
     assert not found & absent

@@ -17,6 +17,7 @@ from servers import Route, TestServer
 
 from boot2ipxe import cache as cache_module
 from boot2ipxe import fetch as fetch_module
+from boot2ipxe import stamps
 from boot2ipxe.cache import Cache
 from boot2ipxe.download import NetConfig
 from boot2ipxe.errors import FetchError
@@ -235,14 +236,14 @@ def test_cached_blobs_are_hashed_again_only_when_they_may_have_changed(
     make_spec: Any, faulty_server: TestServer, cache: Cache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hashed: list[str] = []
-    real = cache_module.hash_file
+    real = stamps.hash_file
 
-    def counting(path: Path) -> str:
-        hashed.append(path.name.lstrip(".").removesuffix(".part"))
+    def counting(path: str | Path) -> str:
+        hashed.append(Path(path).name.lstrip(".").removesuffix(".part"))
         return real(path)
 
-    monkeypatch.setattr(cache_module, "hash_file", counting)
-    monkeypatch.setattr(fetch_module, "hash_file", counting)
+    for module in (stamps, cache_module, fetch_module):
+        monkeypatch.setattr(module, "hash_file", counting)
     deb = deb_bytes([Entry("./a", OTHER)])
     faulty_server.routes["/blob"] = Route(BLOB)
     faulty_server.routes["/a.deb"] = Route(deb)
@@ -262,13 +263,13 @@ def test_cached_blobs_are_hashed_again_only_when_they_may_have_changed(
     for _ in range(3):  # warm runs in the same process: no hashing at all, no request
         Fetcher(Cache(cache.root), mirrors()).ensure(spec)
     assert hashed == []
-    monkeypatch.setattr(cache_module, "_verified", {})  # as in a new process: the .verified stamps still match
+    monkeypatch.setattr(stamps, "_verified", {})  # as in a new process: the .verified stamps still match
     Fetcher(Cache(cache.root), mirrors()).ensure(spec)
     assert hashed == []
     assert len(faulty_server.gets()) == 2
     # Anything that could have changed a blob changes its ctime: touched, it is hashed once, then trusted again.
     os.utime(cache.path(sha(BLOB)))
-    monkeypatch.setattr(cache_module, "_verified", {})
+    monkeypatch.setattr(stamps, "_verified", {})
     for _ in range(2):
         Fetcher(Cache(cache.root), mirrors()).ensure(spec)
     assert hashed == [sha(BLOB)]

@@ -1,26 +1,26 @@
 """build: validate, fetch, plan, assemble — one image from one spec.
 
 A warm build (same spec, templates, options and boot2ipxe as a build before, every blob cached) runs the
-recipe that build stored instead of validating and planning again; see ``buildcache.py``.
+recipe that build stored instead of validating and planning again; see ``buildcache.py`` and ``warm.py``
+(which usually runs it before this module is imported).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import sys
 from pathlib import Path
 
 from boot2ipxe import TYPE_CHECKING
 from boot2ipxe.commands.common import add_cache_options, add_json_option, add_mirror_option, print_json
-from boot2ipxe.errors import EXIT_OK, InputError
-from boot2ipxe.units import format_size, human_size
+from boot2ipxe.errors import EXIT_OK
+from boot2ipxe.units import format_size
+from boot2ipxe.warm import build_key, cache_root, epoch_override, report, run_stored, spec_bytes
 
 if TYPE_CHECKING:
     from typing import Any
 
-    from boot2ipxe.assemble import BuildResult
     from boot2ipxe.buildcache import BuildCache
     from boot2ipxe.cache import Cache
 
@@ -36,8 +36,9 @@ def register(sub: Any) -> None:
         "recipe is run without validating and planning again, and an image identical to one already checked is "
         "neither read back nor hashed again.",
     )
-    p.add_argument("spec", type=Path, metavar="SPEC")
-    p.add_argument("-o", "--output", type=Path, metavar="IMAGE", help="image path (default: out/<name>.img)")
+    # Paths as typed (no type=Path): warm.parse_build_argv reads the same command lines to the same values.
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("-o", "--output", metavar="IMAGE", help="image path (default: out/<name>.img)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the sources to fetch; write nothing")
     p.add_argument(
         "--fresh",
@@ -56,85 +57,22 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_build)
 
 
-def epoch_override(args: argparse.Namespace) -> int | None:
-    """--source-date-epoch, else $SOURCE_DATE_EPOCH, else None (the spec decides)."""
-    value: int
-    if args.source_date_epoch is not None:
-        value = int(args.source_date_epoch)
-    elif os.environ.get("SOURCE_DATE_EPOCH"):
-        try:
-            value = int(os.environ["SOURCE_DATE_EPOCH"])
-        except ValueError:
-            raise InputError(f"SOURCE_DATE_EPOCH={os.environ['SOURCE_DATE_EPOCH']!r} is not a number of seconds") from None
-    else:
-        return None
-    if value < 0:
-        raise InputError("--source-date-epoch must not be negative")
-    return value
-
-
 def source_date_epoch(args: argparse.Namespace, spec_default: int) -> int:
     override = epoch_override(args)
     return spec_default if override is None else override
 
 
-def _build_key(args: argparse.Namespace, spec_bytes: bytes) -> str:
-    from boot2ipxe.buildcache import recipe_key
-    from boot2ipxe.locations import config_path
-
-    return recipe_key(args.spec, str(args.spec), spec_bytes, epoch_override(args), args.mirror, os.environ, config_path())
-
-
-def _warm_build(args: argparse.Namespace, cache: Cache, builds: BuildCache, key: str) -> int | None:
-    """Run the stored recipe for this build if there is one and its blobs are cached; None otherwise."""
-    recipe = builds.load_recipe(key, cache.path)
-    if recipe is None or any(cache.lookup(sha256) is None for sha256 in recipe["blobs"]):
-        return None
-    for source in recipe["manifest"]["sources"]:  # where the cached bytes came from may have changed
-        source["origin"] = cache.origin(source["sha256"])
-    for line in recipe["warnings"]:
-        print(line, file=sys.stderr)
-    from boot2ipxe.assemble import execute
-
-    output = args.output or Path("out") / f"{recipe['name']}.img"
-    return _report(args, execute(recipe, output, builds), recipe=True)
-
-
-def _report(args: argparse.Namespace, result: BuildResult, recipe: bool) -> int:
-    output, size = result.image, result.manifest["image"]["size"]
-    allocated = output.stat().st_blocks * 512
-    if args.json:
-        print_json(
-            {
-                "image": str(output),
-                "sha256": result.sha256,
-                "size": size,
-                "allocated": allocated,
-                "manifest": str(output) + ".manifest.json",
-                "reused": {"recipe": recipe, "image": result.reused},
-            }
-        )
-    else:
-        print(f"{output}: {format_size(size)} ({human_size(allocated)} allocated), sha256 {result.sha256}")
-    return EXIT_OK
-
-
 def cmd_build(args: argparse.Namespace) -> int:
     from boot2ipxe.buildcache import BuildCache
-    from boot2ipxe.cache import Cache, default_dir
+    from boot2ipxe.cache import Cache
 
-    cache = Cache(args.cache_dir or default_dir())
+    cache = Cache(Path(cache_root(args)))
     builds = BuildCache(cache.root)
     key: tuple[str, str] | None = None  # (recipe key, sha256 of the spec bytes it was computed from)
-    if not args.dry_run:
-        try:
-            spec_bytes = args.spec.read_bytes()
-        except OSError:
-            spec_bytes = None  # validation reports it
-        if spec_bytes is not None:
-            key = _build_key(args, spec_bytes), hashlib.sha256(spec_bytes).hexdigest()
-            if not args.fresh and (done := _warm_build(args, cache, builds, key[0])) is not None:
-                return done
+    if not args.dry_run and (data := spec_bytes(args)) is not None:  # unreadable: validation reports it
+        key = build_key(args, data), hashlib.sha256(data).hexdigest()
+        if not args.fresh and (done := run_stored(args, str(cache.root), builds, key[0])) is not None:
+            return done
     return _cold_build(args, cache, builds, key)
 
 
@@ -143,12 +81,12 @@ def _cold_build(args: argparse.Namespace, cache: Cache, builds: BuildCache, key:
     from boot2ipxe.validate import require_valid
 
     mirrors = mirrors_from(args)
-    checked = require_valid(args.spec, mirrors, display=str(args.spec))
+    checked = require_valid(Path(args.spec), mirrors, display=args.spec)
     spec, plan = checked.spec, checked.plan
     assert spec is not None and plan is not None
     for problem in checked.warnings:
         print(problem, file=sys.stderr)
-    output = args.output or Path("out") / f"{spec.name}.img"
+    output = args.output or str(Path("out") / f"{spec.name}.img")
     epoch = source_date_epoch(args, spec.source_date_epoch)
     if args.dry_run:
         from boot2ipxe.commands.specs import format_plan
@@ -184,4 +122,4 @@ def _cold_build(args: argparse.Namespace, cache: Cache, builds: BuildCache, key:
     recipe = make_recipe(plan, blobs, epoch, [str(w) for w in checked.warnings])
     if key is not None and key[1] == spec.sha256:  # validation read the bytes the key was computed from
         builds.store_recipe(key[0], recipe, plan.inputs)
-    return _report(args, execute(recipe, output, builds, reuse=not args.fresh), recipe=False)
+    return report(args, execute(recipe, output, builds, reuse=not args.fresh), recipe=False)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from boot2ipxe import TYPE_CHECKING
 from boot2ipxe.errors import InputError
+from boot2ipxe.jsonout import dumps
 
 if TYPE_CHECKING:  # a warm build never resolves a mirror
     from typing import Any
@@ -45,8 +45,7 @@ def mirrors_from(args: argparse.Namespace) -> Mirrors:
 
 
 def print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, sort_keys=False)
-    sys.stdout.write("\n")
+    sys.stdout.write(dumps(data, indent=2) + "\n")
 
 
 def existing_file(value: str) -> Path:

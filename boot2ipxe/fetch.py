@@ -29,6 +29,7 @@ only the cache and local files (``path`` origins, ``file://`` mirrors) are used.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import shlex
 import sys
 import threading
@@ -152,6 +153,17 @@ class _Need:
     users: list[tuple[Spec, Source]]
 
 
+def spread(needs: Sequence[_Need]) -> list[_Need]:
+    """The needs in an order where the first ones each come from a different archive (or file): blobs taken from
+    one archive wait for its download, so workers given them first would all wait on one download while the others
+    had not started. Within one archive the order is kept."""
+    groups: dict[str, list[_Need]] = {}
+    for need in needs:
+        archive = next((o.archive_sha256 for o in need.origins if o.extract and o.archive_sha256), None)
+        groups.setdefault(archive or need.sha256, []).append(need)
+    return [need for turn in itertools.zip_longest(*groups.values()) for need in turn if need is not None]
+
+
 class Fetcher:
     """Obtains the blobs specs pin. Thread-safe per call; one instance may serve several calls."""
 
@@ -221,8 +233,9 @@ class Fetcher:
         self._transfers.clear()
         pool = ThreadPoolExecutor(max_workers=min(self.jobs, len(pending) or 1))
         try:
-            for need, result in zip(pending, pool.map(self._obtain, pending), strict=True):
-                record(need, result)
+            started = {id(need): pool.submit(self._obtain, need) for need in spread(pending)}
+            for need in pending:  # reported in the specs' order
+                record(need, started[id(need)].result())
         except BaseException:
             self._cancel.set()  # running downloads stop at their next chunk
             raise

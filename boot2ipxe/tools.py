@@ -7,6 +7,7 @@ files: no pipes to drain, so no thread or poll loop per command, and no ``subpro
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal.py's C half, always loaded: the numbers without its enum
 import os
 
 from boot2ipxe import TYPE_CHECKING
@@ -35,6 +36,8 @@ PACKAGES = {
     "bmaptool": "bmap-tools",
 }
 EXTRA_PATH = ("/usr/sbin", "/sbin")  # mke2fs and friends live here, often not on a user's PATH
+
+RESTORED_SIGNALS = (_signal.SIGPIPE, _signal.SIGXFSZ)
 
 _found: dict[str, str] = {}
 
@@ -86,7 +89,8 @@ def run(
         else:
             actions.append((os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0))
         try:
-            pid = os.posix_spawn(command[0], command, full_env, file_actions=actions)
+            # Python ignores SIGPIPE and SIGXFSZ; a tool gets them back as subprocess gives them back.
+            pid = os.posix_spawn(command[0], command, full_env, file_actions=actions, setsigdef=RESTORED_SIGNALS)
         except OSError as exc:
             raise ToolError(argv, -1, str(exc)) from None
         code = _wait(pid, timeout)
@@ -120,9 +124,7 @@ def _wait(pid: int, timeout: float | None) -> int | None:
             finally:
                 os.close(pidfd)
             if not exited:
-                import signal
-
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, _signal.SIGKILL)
                 os.waitpid(pid, 0)
                 return None
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])

@@ -513,3 +513,22 @@ def test_cache_directory_that_cannot_be_created(make_spec: Any, faulty_server: T
         FetchError, match=r"cannot create the cache directory .*file/blobs/sha256/\w\w: Not a directory; set --cache-dir"
     ):
         Fetcher(Cache(tmp_path / "file"), mirrors()).ensure(spec)
+
+
+def test_downloads_start_together_when_many_blobs_share_an_archive() -> None:
+    """Blobs from one archive wait for its download: the first needs handed to the workers come from different
+    archives, so every download starts at once (rpi3bp: 4 archives, 10 blobs)."""
+    from boot2ipxe.fetch import _Need, spread
+    from boot2ipxe.model import Origin
+
+    def need(name: str, archive: str | None) -> _Need:
+        direct = Origin(url=f"https://github.example/{name}")
+        if archive is None:
+            return _Need(sha(name.encode()), None, [direct], [])
+        member = Origin(url=f"http://127.0.0.1:9/{archive}.deb", extract=name, archive_sha256=sha(archive.encode()))
+        return _Need(sha(name.encode()), None, [direct, member], [])
+
+    needs = [need("a1", "A"), need("a2", "A"), need("a3", "A"), need("b1", "B"), need("b2", "B"), need("c", None)]
+    order = [n.origins[0].url.rsplit("/", 1)[-1] for n in spread(needs) if n.origins[0].url]
+    assert order == ["a1", "b1", "c", "a2", "b2", "a3"]
+    assert sorted(map(id, spread(needs))) == sorted(map(id, needs))

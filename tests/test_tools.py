@@ -52,3 +52,10 @@ def test_a_missing_tool_names_its_package(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(tools, "EXTRA_PATH", ())
     with pytest.raises(ToolMissing, match="mcopy not found: install the Debian package 'mtools'"):
         tools.run(["mcopy", "-V"])
+
+
+def test_a_tool_gets_the_default_sigpipe_python_ignores() -> None:
+    """As with subprocess: a tool writing to a closed pipe dies of SIGPIPE (Python itself ignores it)."""
+    result = tools.run(["grep", "SigIgn", "/proc/self/status"])
+    ignored = int(result.stdout.decode().split()[-1], 16)
+    assert not ignored & (1 << (13 - 1))  # SIGPIPE is not in the child's ignored set

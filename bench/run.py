@@ -702,8 +702,9 @@ def report_builds(platforms: list[Platform], floor: dict[str, Samples] | None) -
     p_(
         "- A warm boot2ipxe build finds the recipe a build of the same spec, templates, options and boot2ipxe stored in "
         "the cache (so it does not parse, validate or plan again, nor import argparse, pathlib, json, re, subprocess or "
-        "threading), checks that its blobs are cached and unchanged, runs sfdisk, mtools and mke2fs (at the same time, "
-        "on disjoint parts of the image, spawned with posix_spawn), hashes the blocks that hold "
+        "threading), checks that its blobs are cached and unchanged, writes the partition table's bytes (computed "
+        "from the plan as sfdisk writes them), runs mtools and mke2fs (at the same time, on disjoint parts of the "
+        "image, spawned with posix_spawn), hashes the blocks that hold "
         "data, and, finding that an image with these bytes was already read back and hashed, writes IMAGE.sha256, "
         "IMAGE.manifest.json and IMAGE.bmap without reading the partition table back or hashing the 1 GiB again. "
         "`--fresh` ignores the build cache: it validates, plans, renders, reads the table back with sfdisk and "

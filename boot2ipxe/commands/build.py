@@ -30,7 +30,8 @@ def register(sub: Any) -> None:
         "build",
         help="build the disk image a spec describes",
         description="Validate SPEC, fetch its pinned blobs (cached; a warm build makes no network request), and write "
-        "the image rootless with sfdisk, mtools and mke2fs: sparse, reproducible, checked against the plan, and "
+        "the image rootless (the partition table from the plan, filesystems with mtools and mke2fs): sparse, "
+        "reproducible, checked against the plan (the table read back by sfdisk and libparted), and "
         "renamed into place only when complete, with IMAGE.sha256, IMAGE.manifest.json and IMAGE.bmap beside it. "
         "Builds are remembered in the cache (CACHE/builds): when nothing the build reads has changed, the stored "
         "recipe is run without validating and planning again, and an image identical to one already checked is "

@@ -23,11 +23,12 @@ from boot2ipxe.errors import Boot2ipxeError, InputError
 from boot2ipxe.jsonout import dumps
 from boot2ipxe.outputs import write_atomic
 from boot2ipxe.parallel import Background, at_once
+from boot2ipxe.paths import remove_if_present
 from boot2ipxe.sparse import bmap_for, full_sha256, place, scan
 from boot2ipxe.tools import run
 
 if TYPE_CHECKING:  # a warm build never plans: these are imported by build_image only
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
     from types import TracebackType
     from typing import Any
 
@@ -64,13 +65,6 @@ def tool_env(epoch: int) -> dict[str, str]:
     }
 
 
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
 def new_pending(target: PathLike, suffix: str = "") -> str:
     """A new empty file beside ``target``, mode 0600 (a machine image holds its key); the caller removes it or
     renames it into place."""
@@ -92,7 +86,7 @@ class pending_file:  # lower case: used as a context manager, as contextlib's wo
         return self.path
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
-        _remove(self.path)
+        remove_if_present(self.path)
 
 
 class Workspace:
@@ -179,25 +173,18 @@ def run_lanes(
         raise next((error for error in failed if os.strerror(errno.ENOSPC) in str(error)), failed[0])
 
 
-def _write_table(image: str, recipe: Recipe) -> None:
+def _write_at(image: str, writes: Iterable[tuple[int, bytes]]) -> None:
     fd = os.open(image, os.O_WRONLY | os.O_CLOEXEC)
     try:
-        for offset, data in recipe["table"]:
-            os.pwrite(fd, bytes.fromhex(data), offset)
+        for offset, data in writes:
+            os.pwrite(fd, data, offset)
     finally:
         os.close(fd)
 
 
-def _write_raw(image: str, recipe: Recipe) -> None:
-    if not recipe["raw"]:
-        return
-    fd = os.open(image, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        for raw in recipe["raw"]:
-            with open(recipe["blobs"][raw["blob"]]["path"], "rb") as f:
-                os.pwrite(fd, f.read(), raw["offset"])
-    finally:
-        os.close(fd)
+def _blob_bytes(recipe: Recipe, sha256: str) -> bytes:
+    with open(recipe["blobs"][sha256]["path"], "rb") as f:
+        return f.read()
 
 
 def execute(recipe: Recipe, output: PathLike, cache: BuildCache | None = None, reuse: bool = True) -> BuildResult:
@@ -217,9 +204,9 @@ def execute(recipe: Recipe, output: PathLike, cache: BuildCache | None = None, r
             work = Workspace(recipe, output)
             try:
                 os.truncate(tmp, recipe["size"])
-                _write_table(tmp, recipe)
+                _write_at(tmp, ((offset, bytes.fromhex(data)) for offset, data in recipe["table"]))
                 run_lanes(recipe["lanes"], tmp, work.stage, env, work.scratch)
-                _write_raw(tmp, recipe)
+                _write_at(tmp, ((raw["offset"], _blob_bytes(recipe, raw["blob"])) for raw in recipe["raw"]))
             except BaseException:
                 work.remove()
                 raise
@@ -238,7 +225,7 @@ def execute(recipe: Recipe, output: PathLike, cache: BuildCache | None = None, r
                 f.write(bmap_for(found))
             manifest = {**recipe["manifest"], "image": {**recipe["manifest"]["image"], "sha256": digest}}
             for sidecar in (sha_file, manifest_file, bmap_file):
-                _remove(sidecar)
+                remove_if_present(sidecar)
             os.replace(tmp, output)
             os.replace(tmp_bmap, bmap_file)
     except OSError as exc:

@@ -10,6 +10,7 @@ import os
 
 from boot2ipxe import TYPE_CHECKING
 from boot2ipxe.errors import Boot2ipxeError, InputError
+from boot2ipxe.paths import remove_if_present
 
 if TYPE_CHECKING:  # pathlib is not imported here: a warm build writes its sidecars through this module
     from pathlib import Path
@@ -51,10 +52,7 @@ def write_atomic(target: PathLike, data: bytes, *, mode: int = PUBLIC_MODE, over
     except OSError as exc:
         raise Boot2ipxeError(f"{target}: cannot write: {exc.strerror}") from None
     finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        remove_if_present(tmp)
 
 
 def write_secret(target: Path, data: bytes, *, overwrite: bool = True) -> None:

@@ -13,6 +13,7 @@ import hashlib
 import os
 
 from boot2ipxe import TYPE_CHECKING, seal
+from boot2ipxe.paths import remove_if_present
 
 if TYPE_CHECKING:
     from boot2ipxe.paths import PathLike
@@ -124,8 +125,5 @@ def replace_with(target: str, text: str) -> None:
             f.write(text)
         os.replace(tmp, target)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        remove_if_present(tmp)
         raise

@@ -48,17 +48,17 @@ for extra in (ROOT, ROOT / "tests"):
 
 import mirror as test_mirror  # noqa: E402  (tests/mirror.py: where the local Debian test mirror lives)
 
-from boot2ipxe import archive  # noqa: E402
-from boot2ipxe.cache import Cache  # noqa: E402
-from boot2ipxe.fat import SECTOR, read_boot_sector  # noqa: E402
-from boot2ipxe.fatfs import FatReader  # noqa: E402
-from boot2ipxe.fetch import Fetcher  # noqa: E402
-from boot2ipxe.inspect import read_partition_table  # noqa: E402
-from boot2ipxe.mirrors import Mirrors  # noqa: E402
-from boot2ipxe.model import Blob, Spec  # noqa: E402
-from boot2ipxe.plan import Plan, checked_plan  # noqa: E402
-from boot2ipxe.sparse import hash_image  # noqa: E402
-from boot2ipxe.validate import require_valid  # noqa: E402
+from boot2ipxe.fetch import archive  # noqa: E402
+from boot2ipxe.fetch.cache import Cache  # noqa: E402
+from boot2ipxe.fetch.fetcher import Fetcher  # noqa: E402
+from boot2ipxe.formats.fat import SECTOR, read_boot_sector  # noqa: E402
+from boot2ipxe.formats.fatfs import FatReader  # noqa: E402
+from boot2ipxe.formats.sparse import hash_image  # noqa: E402
+from boot2ipxe.inspect.image import read_partition_table  # noqa: E402
+from boot2ipxe.plan.layout import Plan, checked_plan  # noqa: E402
+from boot2ipxe.plan.validate import require_valid  # noqa: E402
+from boot2ipxe.spec.mirrors import Mirrors  # noqa: E402
+from boot2ipxe.spec.model import Blob, Spec  # noqa: E402
 
 PLATFORMS = ("x86-uefi", "rpi3bp", "rpi4")
 INJECT_BASE = "rpi3bp"  # the largest FAT of the three: the most work per machine
@@ -565,7 +565,7 @@ ipxe: {{partition: esp, binary: EFI/BOOT/BOOTX64.EFI, firmware: uefi}}
 
 def large_blob_spec(work: Path, mirror: Path) -> Path:
     """A spec whose one source is the test mirror's largest file, downloaded as it is (steady-state throughput)."""
-    from boot2ipxe.cache import hash_file
+    from boot2ipxe.fetch.cache import hash_file
 
     largest = max((p for p in (mirror / "pool").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
     spec = work / "large-blob.yaml"
@@ -615,7 +615,7 @@ def bench_fetch(
 
 # What a warm build imports (tests/test_build_cache.py keeps YAML, JSON Schema, Jinja2, libparted, argparse, pathlib,
 # json, re, subprocess and threading out of it).
-WARM_IMPORTS = "import boot2ipxe.cli, boot2ipxe.warm, boot2ipxe.buildcache, boot2ipxe.stamps, boot2ipxe.assemble"
+WARM_IMPORTS = "import boot2ipxe.cli, boot2ipxe.warm, boot2ipxe.buildcache, boot2ipxe.stamps, boot2ipxe.build.assemble"
 
 
 def bench_floor(platforms: list[Platform], runs: int, env: Mapping[str, str]) -> dict[str, Samples]:

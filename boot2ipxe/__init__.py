@@ -1,7 +1,12 @@
-"""boot2ipxe: build netboot disk images from per-platform YAML specs."""
+"""boot2ipxe: build netboot disk images from per-platform YAML specs.
 
-__version__ = "0.1.0"
+The package is laid out by pipeline stage; each sub-package's docstring says what it owns and what it may
+import (docs/ARCHITECTURE.md draws the whole picture)::
 
-# typing.TYPE_CHECKING without importing typing (mypy and ruff know the name): the modules a warm build runs
-# import nothing they do not use at run time, since start-up is most of a warm build's time.
-TYPE_CHECKING = False
+    spec → plan → fetch → inspect → build → pki → inject → server → cli
+
+A stage imports the stages before it and the shared modules (``errors``, ``units``, ``files``, ``tools``,
+``progress``, ``formats``), never a later stage.
+"""
+
+__version__ = "0.2.0"

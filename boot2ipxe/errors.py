@@ -1,20 +1,48 @@
-"""Error types. Every error the CLI reports is one of these, printed as one line per problem.
+"""Error types and located findings. Every error the CLI reports is one of these, printed as one line per problem.
 
 Exit codes follow Unix habit: 1 for a failure while doing the work, 2 for bad input.
 """
 
 from __future__ import annotations
 
-from boot2ipxe import TYPE_CHECKING
-
-if TYPE_CHECKING:  # validation's findings; the errors every command can raise import nothing heavy
-    from collections.abc import Iterable, Sequence
-
-    from boot2ipxe.problems import Problem
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding of validation, located by file and key path (e.g. ``partitions[1].size``)."""
+
+    file: str
+    path: str
+    message: str
+    severity: str = "error"  # "error" | "warning"
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.path}" if self.path else self.file
+        prefix = "warning: " if self.severity == "warning" else ""
+        return f"{where}: {prefix}{self.message}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"file": self.file, "path": self.path, "message": self.message, "severity": self.severity}
+
+
+def key_path(parts: Sequence[str | int]) -> str:
+    """['partitions', 1, 'size'] -> 'partitions[1].size'; keys with dots are bracketed."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.replace("-", "").replace("_", "").isalnum():
+            out += f".{part}" if out else part
+        else:
+            out += f'["{part}"]'
+    return out
 
 
 class Boot2ipxeError(Exception):
@@ -68,6 +96,4 @@ class BuildError(Boot2ipxeError):
 
 
 def format_argv(argv: Iterable[str]) -> str:
-    import shlex
-
     return " ".join(shlex.quote(a) for a in argv)

@@ -1,21 +1,21 @@
-"""The one way external tools are run: list argv, never a shell; failures name the command.
+"""The one way external tools are run: list argv, never a shell; failures name the command and its stderr.
 
-Tools are started with ``os.posix_spawn`` (vfork and exec, nothing else), their output captured in memory
-files: no pipes to drain, so no thread or poll loop per command, and no ``subprocess`` (with ``signal``,
-``selectors`` and ``enum`` behind it) to import on a warm build's path.
+``boot2ipxe --debug`` prints each command line on stderr before it runs (as mkosi does), in a form that can be
+pasted into a shell to repeat a failing step by hand.
 """
 
 from __future__ import annotations
 
-import _signal  # type: ignore[import-not-found]  # signal.py's C half, always loaded: the numbers without its enum
 import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 
-from boot2ipxe import TYPE_CHECKING
-from boot2ipxe.errors import ToolError, ToolMissing
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-    from typing import Any
+from boot2ipxe.errors import ToolError, ToolMissing, format_argv
 
 # Which Debian package provides each tool, for the "not found" message.
 PACKAGES = {
@@ -27,43 +27,64 @@ PACKAGES = {
     "mattrib": "mtools",
     "mke2fs": "e2fsprogs",
     "e2fsck": "e2fsprogs",
+    "debugfs": "e2fsprogs",
     "fsck.vfat": "dosfstools",
     "blkid": "util-linux",
-    "fallocate": "util-linux",
+    "cp": "coreutils",
+    "make": "make",
+    "perl": "perl",
+    "gcc": "gcc",
+    "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu",
+    "riscv64-linux-gnu-gcc": "gcc-riscv64-linux-gnu",
     "qemu-system-x86_64": "qemu-system-x86",
     "qemu-system-aarch64": "qemu-system-arm",
     "genimage": "genimage",
     "bmaptool": "bmap-tools",
+    "zstd": "zstd",
 }
 EXTRA_PATH = ("/usr/sbin", "/sbin")  # mke2fs and friends live here, often not on a user's PATH
 
-RESTORED_SIGNALS = (_signal.SIGPIPE, _signal.SIGXFSZ)
+FAT_EPOCH = 315532800  # FAT cannot store times before 1980-01-01
 
-_found: dict[str, str] = {}
+_debug = False
+
+
+def set_debug(enabled: bool) -> None:
+    """Print every command on stderr before it runs (``boot2ipxe --debug``)."""
+    global _debug
+    _debug = enabled
+
+
+def filesystem_tool_env(epoch: int) -> dict[str, str]:
+    """Environment that makes mtools and e2fsprogs deterministic and deaf to user configuration."""
+    mke2fs_conf = resources.files("boot2ipxe") / "data" / "mke2fs.conf"
+    return {
+        "TZ": "UTC",
+        "LC_ALL": "C",
+        "SOURCE_DATE_EPOCH": str(max(epoch, FAT_EPOCH)),
+        "E2FSPROGS_FAKE_TIME": str(max(epoch, FAT_EPOCH)),
+        "MTOOLS_SKIP_CHECK": "1",
+        "MTOOLSRC": os.devnull,
+        "MKE2FS_CONFIG": str(mke2fs_conf),
+    }
 
 
 def find(tool: str) -> str:
-    """Absolute path of a tool, or ToolMissing naming the package to install (remembered per process)."""
-    if tool in _found:
-        return _found[tool]
-    directories = [*os.environ.get("PATH", os.defpath).split(os.pathsep), *EXTRA_PATH]
-    for directory in directories:  # as shutil.which, without importing shutil
-        candidate = os.path.join(directory or ".", tool)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            _found[tool] = candidate
-            return candidate
-    raise ToolMissing(tool, PACKAGES.get(tool, tool))
+    """Absolute path of a tool, or ToolMissing naming the Debian package to install."""
+    path = os.pathsep.join([os.environ.get("PATH", os.defpath), *EXTRA_PATH])
+    found = shutil.which(tool, path=path)
+    if found is None:
+        raise ToolMissing(tool, PACKAGES.get(tool, tool))
+    return found
 
 
+@dataclass(frozen=True)
 class Completed:
     """A command that exited 0, with what it wrote."""
 
-    __slots__ = ("argv", "stderr", "stdout")
-
-    def __init__(self, argv: Sequence[str], stdout: bytes, stderr: bytes) -> None:
-        self.argv = list(argv)
-        self.stdout = stdout
-        self.stderr = stderr
+    argv: tuple[str, ...]
+    stdout: bytes
+    stderr: bytes
 
 
 def run(
@@ -71,74 +92,31 @@ def run(
     *,
     stdin: bytes | None = None,
     env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
     timeout: float | None = 600,
 ) -> Completed:
-    """Run a tool; raise ToolError with its stderr on a non-zero exit. ``env`` adds to the environment.
+    """Run a tool and capture its output; ToolError with its stderr on a non-zero exit or a timeout.
 
-    Its stdin is ``stdin`` (or /dev/null), never the terminal."""
+    ``env`` adds to the environment. Its stdin is ``stdin`` (or /dev/null), never the terminal."""
     command = [find(argv[0]), *argv[1:]]
-    full_env = {**os.environ, **env} if env else os.environ
-    out, err = os.memfd_create("stdout", os.MFD_CLOEXEC), os.memfd_create("stderr", os.MFD_CLOEXEC)
-    given = os.memfd_create("stdin", os.MFD_CLOEXEC) if stdin is not None else None
+    if _debug:
+        prefix = " ".join(f"{k}={v}" for k, v in (env or {}).items())
+        print(f"+ {prefix + ' ' if prefix else ''}{format_argv(argv)}", file=sys.stderr, flush=True)
     try:
-        actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, err, 2)]
-        if given is not None:
-            _write_all(given, stdin or b"")
-            os.lseek(given, 0, os.SEEK_SET)
-            actions.append((os.POSIX_SPAWN_DUP2, given, 0))
-        else:
-            actions.append((os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0))
-        try:
-            # Python ignores SIGPIPE and SIGXFSZ; a tool gets them back as subprocess gives them back.
-            pid = os.posix_spawn(command[0], command, full_env, file_actions=actions, setsigdef=RESTORED_SIGNALS)
-        except OSError as exc:
-            raise ToolError(argv, -1, str(exc)) from None
-        code = _wait(pid, timeout)
-        if code is None:
-            raise ToolError(argv, -1, f"timed out after {timeout} s")
-        stdout, stderr = _read_all(out), _read_all(err)
-    finally:
-        for fd in (out, err, given):
-            if fd is not None:
-                os.close(fd)
-    if code != 0:
-        raise ToolError(argv, code, stderr.decode("utf-8", "replace"))
-    return Completed(argv, stdout, stderr)
-
-
-def _wait(pid: int, timeout: float | None) -> int | None:
-    """The exit code of ``pid`` (negative: killed by that signal), or None when it ran past ``timeout`` (then it is
-    killed and reaped)."""
-    if timeout is not None:
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError:  # a kernel without pidfds: wait without a bound
-            pidfd = None
-        if pidfd is not None:
-            import select
-
-            try:
-                poller = select.poll()
-                poller.register(pidfd, select.POLLIN)
-                exited = bool(poller.poll(timeout * 1000))
-            finally:
-                os.close(pidfd)
-            if not exited:
-                os.kill(pid, _signal.SIGKILL)
-                os.waitpid(pid, 0)
-                return None
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _read_all(fd: int) -> bytes:
-    chunks, at = [], 0
-    while chunk := os.pread(fd, 1 << 20, at):
-        chunks.append(chunk)
-        at += len(chunk)
-    return b"".join(chunks)
+        done = subprocess.run(
+            command,
+            input=stdin,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+            capture_output=True,
+            env={**os.environ, **env} if env else None,
+            cwd=cwd,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ToolError(argv, -1, f"timed out after {timeout} s") from None
+    except OSError as exc:
+        raise ToolError(argv, -1, str(exc)) from None
+    if done.returncode != 0:
+        raise ToolError(argv, done.returncode, done.stderr.decode("utf-8", "replace"))
+    return Completed(tuple(argv), done.stdout, done.stderr)

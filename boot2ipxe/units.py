@@ -1,15 +1,17 @@
-"""Sizes: parsing ``512``, ``8KiB``, ``4MiB``, ``1GiB``, ``2TiB`` and printing them back."""
+"""The sector size, and sizes: parsing ``512``, ``8KiB``, ``4MiB``, ``1GiB``, ``2TiB`` and printing them back."""
 
 from __future__ import annotations
 
-SECTOR = 512
+import re
+
+SECTOR = 512  # bytes; the one sector size boot2ipxe writes and reads
 KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
 TiB = 1024 * GiB
 
 UNITS = {"": 1, "B": 1, "KiB": KiB, "MiB": MiB, "GiB": GiB, "TiB": TiB}
-SIZE_PATTERN = r"^\s*([0-9]+)\s*(B|KiB|MiB|GiB|TiB)?\s*$"  # compiled on use: printing sizes needs no re
+SIZE_RE = re.compile(r"^\s*([0-9]+)\s*(B|KiB|MiB|GiB|TiB)?\s*$")
 # Anything bigger is surely a typo; also keeps arithmetic on absurd YAML integers cheap.
 MAX_SIZE = 64 * TiB
 
@@ -21,9 +23,7 @@ def parse_size(value: int | str) -> int:
     if isinstance(value, int):
         number = value
     else:
-        import re
-
-        match = re.match(SIZE_PATTERN, value)
+        match = SIZE_RE.match(value)
         if not match:
             raise ValueError(f"'{value}' is not a size: use bytes or a number with KiB, MiB, GiB or TiB")
         number = int(match.group(1)) * UNITS[match.group(2) or ""]

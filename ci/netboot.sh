@@ -78,7 +78,7 @@ rm -f "$out/$machine".*
 import sys
 from pathlib import Path
 
-from boot2ipxe.sparse import hash_image
+from boot2ipxe.formats.sparse import hash_image
 
 image = Path(sys.argv[1])
 print(f"{hash_image(image, bmap=Path(sys.argv[2]))}  {image.name}")

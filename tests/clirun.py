@@ -53,8 +53,8 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> Run:
 # per entry (a few at a time); prints the exit statuses as a JSON list.
 ZYGOTE = r"""
 import json, os, runpy, sys, traceback
-import boot2ipxe.arguments, boot2ipxe.cli, boot2ipxe.warm, jinja2.sandbox
-boot2ipxe.arguments.build_parser()  # imports every command module: the import cost every child shares
+import boot2ipxe.cli.parser, boot2ipxe.cli, jinja2.sandbox
+boot2ipxe.cli.parser.build_parser()  # imports every command module: the import cost every child shares
 WORKERS, MODULE = int(sys.argv[1]), sys.argv[2]
 
 def child(argv, out, err):

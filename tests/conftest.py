@@ -19,8 +19,9 @@ import yaml
 from images import PLATFORMS, ROOT, Built, build_platform, offline_env
 from servers import TestServer
 
-from boot2ipxe import cli, fetch
-from boot2ipxe.download import NetConfig
+from boot2ipxe import cli
+from boot2ipxe.fetch import fetcher as fetch
+from boot2ipxe.fetch.download import NetConfig
 
 FAST_NET = NetConfig(connect_timeout=2.0, read_timeout=2.0, attempts=3, backoff=0.05)
 
@@ -33,7 +34,6 @@ def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))  # the cache's seal key (seal.py)
     for name in list(os.environ):
         if name.startswith("BOOT2IPXE_MIRROR_") or name == "BOOT2IPXE_CACHE":
             monkeypatch.delenv(name)
@@ -134,9 +134,9 @@ def make_spec(tmp_path: Path) -> Any:
 @pytest.fixture(scope="session")
 def warm_cache(test_mirror_dir: Path, _mirror_server: TestServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A blob cache holding every platform's sources, filled once per session (tests copy it, never write it)."""
-    from boot2ipxe.cache import Cache
-    from boot2ipxe.mirrors import Mirrors
-    from boot2ipxe.validate import require_valid
+    from boot2ipxe.fetch.cache import Cache
+    from boot2ipxe.plan.validate import require_valid
+    from boot2ipxe.spec.mirrors import Mirrors
 
     directory = tmp_path_factory.mktemp("warm-cache")
     specs = [require_valid(ROOT / "platforms" / f"{name}.yaml").spec for name in PLATFORMS]
@@ -160,10 +160,10 @@ def platform_images(warm_cache: Path, _mirror_server: TestServer, tmp_path_facto
 @pytest.fixture(scope="session")
 def uboot_for_virt(warm_cache: Path, _mirror_server: TestServer) -> Path:
     """U-Boot's QEMU build (test-only, tests/boot/qemu-firmware.yaml), fetched through boot2ipxe's fetch stage."""
-    from boot2ipxe.cache import Cache
-    from boot2ipxe.fetch import Fetcher
-    from boot2ipxe.mirrors import Mirrors
-    from boot2ipxe.validate import require_valid
+    from boot2ipxe.fetch.cache import Cache
+    from boot2ipxe.fetch.fetcher import Fetcher
+    from boot2ipxe.plan.validate import require_valid
+    from boot2ipxe.spec.mirrors import Mirrors
 
     spec = require_valid(ROOT / "tests/boot/qemu-firmware.yaml").spec
     assert spec is not None

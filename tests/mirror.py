@@ -9,7 +9,7 @@ test-only ``u-boot-qemu`` package, each verified against its pinned sha256::
 
 Directory: ``$BOOT2IPXE_TEST_MIRROR``, default ``~/.cache/boot2ipxe-test-mirror`` (kept between runs, so
 CI downloads each package once). Packages come over plain HTTP from the Debian archive named in this
-machine's apt sources (``boot2ipxe.mirrors.debian_from_apt``); no mirror host is written here.
+machine's apt sources (``boot2ipxe.spec.mirrors.debian_from_apt``); no mirror host is written here.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ if str(ROOT) not in sys.path:
 import requests  # noqa: E402
 import yaml  # noqa: E402
 
-from boot2ipxe.download import DownloadError, NetConfig, download  # noqa: E402
-from boot2ipxe.mirrors import APT_SOURCES, debian_from_apt  # noqa: E402
-from boot2ipxe.stamps import hash_file  # noqa: E402
+from boot2ipxe.fetch.cache import hash_file  # noqa: E402
+from boot2ipxe.fetch.download import DownloadError, NetConfig, download  # noqa: E402
+from boot2ipxe.spec.mirrors import APT_SOURCES, debian_from_apt  # noqa: E402
 
 PLACEHOLDER = "${debian}/"
 # Not in any shipped spec: the QEMU 'virt' U-Boot that stands in for a board's U-Boot in boot tests.

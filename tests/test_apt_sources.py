@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from boot2ipxe.errors import InputError
-from boot2ipxe.mirrors import Mirrors, debian_from_apt, env_name, parse_cli_mirrors, unresolved_message
+from boot2ipxe.spec.mirrors import Mirrors, debian_from_apt, env_name, parse_cli_mirrors, unresolved_message
 
 
 def write(path: Path, text: str) -> Path:

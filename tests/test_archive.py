@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from archives import Entry, deb_bytes, tar_bytes, zip_bytes
 
-from boot2ipxe import archive
-from boot2ipxe.archive import ArchiveError, extract
+from boot2ipxe.fetch import archive
+from boot2ipxe.fetch.archive import ArchiveError, extract
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from boot2ipxe import tools
-from boot2ipxe.assemble import build_image
+from boot2ipxe.build.assemble import build_image
 from boot2ipxe.errors import ToolError, ToolMissing
-from boot2ipxe.fatfs import FatReader
-from boot2ipxe.inspect import inspect_image
-from boot2ipxe.model import Blob
-from boot2ipxe.plan import Plan
-from boot2ipxe.table import sfdisk_script
-from boot2ipxe.validate import require_valid
+from boot2ipxe.formats.fatfs import FatReader
+from boot2ipxe.formats.table import sfdisk_script
+from boot2ipxe.inspect.image import inspect_image
+from boot2ipxe.plan.layout import Plan
+from boot2ipxe.plan.validate import require_valid
+from boot2ipxe.spec.model import Blob
 
 EPOCH = 1700000000
 
@@ -95,6 +95,7 @@ def blobs_for(plan: Plan) -> dict[str, Blob]:
 def build(spec_path: Path, output: Path) -> tuple[Plan, str]:
     checked = require_valid(spec_path)
     assert checked.plan is not None
+    output.parent.mkdir(parents=True, exist_ok=True)
     result = build_image(checked.plan, blobs_for(checked.plan), output, EPOCH)
     return checked.plan, result.sha256
 
@@ -223,7 +224,7 @@ def test_reproducible_across_time_zone_blob_paths_and_mtimes(tmp_path: Path, mon
 
 def test_sfdisk_script_is_explicit(built: tuple[Plan, Path, str]) -> None:
     plan, _, _ = built
-    script = sfdisk_script(plan)
+    script = sfdisk_script(plan.partition_table())
     assert f"label-id: {plan.disk_id}" in script
     assert all(f"uuid={p.uuid}" in script for p in plan.partitions)
 
@@ -233,7 +234,6 @@ def test_missing_tool_leaves_no_output(tmp_path: Path, monkeypatch: pytest.Monke
     out = tmp_path / "out"
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.setattr(tools, "EXTRA_PATH", ())
-    monkeypatch.setattr(tools, "_found", {})
     with pytest.raises(ToolMissing, match="mformat not found: install the Debian package 'mtools'"):
         build(spec, out / "img")
     assert list(out.iterdir()) == []
@@ -246,7 +246,6 @@ def test_failing_tool_names_the_command_and_leaves_no_output(tmp_path: Path, mon
     (fake / "mcopy").write_text("#!/bin/sh\necho 'mcopy: disk full (simulated)' >&2\nexit 1\n")
     (fake / "mcopy").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
-    monkeypatch.setattr(tools, "_found", {})
     with pytest.raises(ToolError, match=r"command failed \(exit 1\): mcopy .*disk full \(simulated\)"):
         build(spec, tmp_path / "out" / "img")
     assert list((tmp_path / "out").iterdir()) == []
@@ -272,17 +271,16 @@ def test_libparted_read_back_catches_a_table_that_differs_from_the_plan(built: t
     """libparted reads the table independently of sfdisk; a plan the image does not match is refused."""
     import dataclasses
 
+    from boot2ipxe.build.verify import verify_with_libparted
     from boot2ipxe.errors import BuildError
-    from boot2ipxe.recipe import expectations
-    from boot2ipxe.verify import verify_with_libparted
 
     plan, image, _ = built
-    verify_with_libparted(image, expectations(plan))  # the real plan matches
+    verify_with_libparted(image, plan.partition_table())  # the real plan matches
     renamed = dataclasses.replace(plan.partitions[1], name="other")
     wrong = dataclasses.replace(plan, partitions=(plan.partitions[0], renamed, plan.partitions[2]))
     with pytest.raises(BuildError, match=r"libparted reads the partitions as .*'esp'.*planned .*'other'"):
-        verify_with_libparted(image, expectations(wrong))
+        verify_with_libparted(image, wrong.partition_table())
     moved = dataclasses.replace(plan.partitions[2], start=plan.partitions[2].start + 2048)
     wrong = dataclasses.replace(plan, partitions=(*plan.partitions[:2], moved))
     with pytest.raises(BuildError, match="libparted reads the partitions as"):
-        verify_with_libparted(image, expectations(wrong))
+        verify_with_libparted(image, wrong.partition_table())

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from boot2ipxe import b2c, certs
 from boot2ipxe.errors import InputError
-from boot2ipxe.scripts import lint_script, logical_lines
+from boot2ipxe.formats.ipxe_script import lint_script, logical_lines
+from boot2ipxe.pki import certs
+from boot2ipxe.server import b2c
 
 FP = "0123456789abcdef0123456789abcdef01234567"
 SERVER = {

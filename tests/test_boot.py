@@ -17,8 +17,8 @@ from images import ROOT, Built, boot2ipxe
 from qemu import DISK_IPXE, DISK_NOT_BOOTED, BootFailure, boot, virt_argv, x86_argv
 from servers import TestServer
 
-from boot2ipxe.fatfs import FatReader
-from boot2ipxe.inspect import inspect_image, parse_config_txt
+from boot2ipxe.formats.fatfs import FatReader
+from boot2ipxe.inspect.image import inspect_image, parse_config_txt
 
 pytestmark = [pytest.mark.boot, pytest.mark.timeout(180)]
 

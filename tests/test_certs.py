@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from boot2ipxe import certs
 from boot2ipxe.errors import InputError
+from boot2ipxe.pki import certs
 
 UTC = dt.UTC
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from boot2ipxe import certs
 from boot2ipxe.cli import main
-from boot2ipxe.scripts import read_hex_setting
+from boot2ipxe.formats.ipxe_script import read_hex_setting
+from boot2ipxe.pki import certs
 
 
 @pytest.fixture(scope="module")

@@ -1,34 +1,38 @@
-"""The command line imports only what the command it runs needs (start-up is part of every command's time)."""
+"""The command line: every command is registered, --help lists them, --debug shows the commands run, and a command
+imports only the heavy libraries it uses (start-up is part of every command's time)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from boot2ipxe import arguments, cli
+from boot2ipxe import cli
+from boot2ipxe.cli.parser import build_parser
+
+COMMANDS = {"validate", "plan", "platforms", "fetch", "build", "inspect", "certs", "script", "b2c", "inject"}
 
 
-def registered(module: str) -> set[str]:
-    parser = arguments.Parser(prog="boot2ipxe")
-    sub = parser.add_subparsers(dest="command", parser_class=arguments.Parser)
-    __import__(f"boot2ipxe.commands.{module}", fromlist=["register"]).register(sub)
-    return set(sub.choices)
-
-
-def test_every_command_is_mapped_to_the_module_registering_it() -> None:
-    for module in arguments.COMMAND_MODULES:
-        assert registered(module) == {c for c, m in arguments.COMMANDS.items() if m == module}, module
-    assert set(arguments.COMMANDS.values()) == set(arguments.COMMAND_MODULES)
-
-
-def test_a_command_parses_alone_and_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
-    assert set(arguments.build_parser("inject")._subparsers._group_actions[0].choices) == {"inject"}  # type: ignore[union-attr]
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    choices = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert set(choices) == COMMANDS
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     out = capsys.readouterr().out
-    assert all(command in out for command in arguments.COMMANDS)
+    assert all(command in out for command in COMMANDS)
+
+
+def test_debug_prints_each_command_before_it_runs(run_cli: Any, tmp_path: Path) -> None:
+    image = tmp_path / "disk.img"
+    image.write_bytes(bytes(1 << 20))
+    result = run_cli("--debug", "inspect", image)
+    assert result.code == 2
+    assert f"+ sfdisk --json {image}" in result.err.splitlines()
+    quiet = run_cli("inspect", image)
+    assert "+ sfdisk" not in quiet.err
 
 
 def imported_by(code: str) -> set[str]:
@@ -39,15 +43,16 @@ def imported_by(code: str) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    ("command", "modules", "absent"),
+    ("modules", "absent"),
     [
-        # A warm build downloads nothing and signs nothing.
-        ("build", "boot2ipxe.fetch, boot2ipxe.assemble, boot2ipxe.inspect", {"requests", "cryptography", "urllib3"}),
+        # The parser and every command module: no heavy library until a handler needs it.
+        ("boot2ipxe.cli.parser", {"requests", "cryptography", "urllib3", "jsonschema", "jinja2", "yaml", "parted"}),
+        # Building downloads nothing when the cache has the blobs, and signs nothing.
+        ("boot2ipxe.fetch.fetcher, boot2ipxe.build.assemble, boot2ipxe.inspect.image", {"requests", "cryptography", "urllib3"}),
         # inject reads keys and renders a script: no schema, no HTTP.
-        ("inject", "boot2ipxe.inject, boot2ipxe.certs, boot2ipxe.scripts", {"requests", "jsonschema", "urllib3"}),
-        ("inspect", "boot2ipxe.inspect", {"requests", "cryptography", "jsonschema", "jinja2"}),
+        ("boot2ipxe.inject.image, boot2ipxe.pki.certs, boot2ipxe.inject.script", {"requests", "jsonschema", "urllib3"}),
+        ("boot2ipxe.inspect.image", {"requests", "cryptography", "jsonschema", "jinja2"}),
     ],
 )
-def test_commands_do_not_import_what_they_do_not_use(command: str, modules: str, absent: set[str]) -> None:
-    found = imported_by(f"from boot2ipxe import arguments\narguments.build_parser({command!r})\nimport {modules}")
-    assert not found & absent
+def test_modules_do_not_import_what_they_do_not_use(modules: str, absent: set[str]) -> None:
+    assert not imported_by(f"import {modules}") & absent

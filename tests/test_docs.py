@@ -22,7 +22,7 @@ def test_readme_setup_installs_the_ci_package_list() -> None:
 
 
 def test_every_command_in_the_readme_table_is_registered() -> None:
-    from boot2ipxe.arguments import build_parser
+    from boot2ipxe.cli.parser import build_parser
 
     parser = build_parser()
     commands = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from boot2ipxe.fat import (
+from boot2ipxe.formats.fat import (
     SECTOR,
     FatError,
     FatGeometry,
@@ -19,7 +19,7 @@ from boot2ipxe.fat import (
     name_slots,
     read_boot_sector,
 )
-from boot2ipxe.plan import PlannedFile, fat_clusters_needed
+from boot2ipxe.plan.layout import PlannedFile, fat_clusters_needed
 from boot2ipxe.units import MiB
 
 ENV = {**os.environ, "MTOOLS_SKIP_CHECK": "1", "LC_ALL": "C"}

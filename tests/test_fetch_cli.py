@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from servers import Route, TestServer
 
-from boot2ipxe.cache import Cache, default_dir
+from boot2ipxe.fetch.cache import Cache, default_dir
 from boot2ipxe.progress import TtyProgress
 
 pytestmark = pytest.mark.timeout(60)

@@ -10,9 +10,9 @@ import mirror
 import pytest
 from servers import TestServer
 
-from boot2ipxe.cache import Cache
-from boot2ipxe.mirrors import Mirrors
-from boot2ipxe.validate import require_valid
+from boot2ipxe.fetch.cache import Cache
+from boot2ipxe.plan.validate import require_valid
+from boot2ipxe.spec.mirrors import Mirrors
 
 pytestmark = [pytest.mark.mirror, pytest.mark.timeout(120)]
 
@@ -98,7 +98,7 @@ def test_symlink_member_names_its_target(run_cli: Any, http_mirror: TestServer, 
 
 
 def test_u_boot_qemu_for_the_boot_tests(http_mirror: TestServer, make_spec: Any, tmp_path: Path) -> None:
-    from boot2ipxe.fetch import Fetcher
+    from boot2ipxe.fetch.fetcher import Fetcher
 
     path = make_spec(
         {

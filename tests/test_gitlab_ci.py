@@ -31,11 +31,11 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from images import ROOT, Built, offline_env
 from servers import TestServer
 
-from boot2ipxe import certs
-from boot2ipxe.fatfs import FatReader
-from boot2ipxe.inject import locate
-from boot2ipxe.scripts import read_hex_setting
-from boot2ipxe.validate import require_valid
+from boot2ipxe.formats.fatfs import FatReader
+from boot2ipxe.formats.ipxe_script import read_hex_setting
+from boot2ipxe.inject.image import locate
+from boot2ipxe.pki import certs
+from boot2ipxe.plan.validate import require_valid
 
 GITLAB_CI_LOCAL = "4.73.0"  # 4.75.1 crashes on Node 20
 NPM_PREFIX = Path.home() / ".cache" / "boot2ipxe-npm"  # where .ci/run installs it

@@ -17,10 +17,10 @@ from qemu import DISK_IPXE, DISK_NOT_BOOTED, boot, virt_argv, x86_argv
 from servers import TestServer
 from tls_server import MutualTLSServer
 
-from boot2ipxe.fatfs import FatReader
-from boot2ipxe.inspect import inspect_image
-from boot2ipxe.scripts import read_hex_setting
-from boot2ipxe.sparse import hash_image
+from boot2ipxe.formats.fatfs import FatReader
+from boot2ipxe.formats.ipxe_script import read_hex_setting
+from boot2ipxe.formats.sparse import hash_image
+from boot2ipxe.inspect.image import inspect_image
 
 MiB = 1024 * 1024
 

@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from boot2ipxe import certs
 from boot2ipxe.errors import InputError
-from boot2ipxe.scripts import (
+from boot2ipxe.formats.ipxe_script import (
     WAITING_COMMANDS,
     commands,
     hex_setting,
     lint_script,
     logical_lines,
     read_hex_setting,
-    render_machine_script,
 )
+from boot2ipxe.inject.script import render_machine_script
+from boot2ipxe.pki import certs
 
 URL = "https://boot.example.com/boot/ipxe?mac=${netX/mac}&platform=${platform}&buildarch=${buildarch}"
 
@@ -196,7 +196,8 @@ def test_lint_example_file(tmp_path: Path) -> None:
 
 
 def test_with_identity_sets_certificate_and_key_first(identity: certs.ClientIdentity) -> None:
-    from boot2ipxe.scripts import read_hex_setting, with_identity
+    from boot2ipxe.formats.ipxe_script import read_hex_setting
+    from boot2ipxe.inject.script import with_identity
 
     script = with_identity("#!ipxe\ndhcp\nchain http://x/y\n", identity)
     assert script.startswith("#!ipxe\nset cert:hex ")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from boot2ipxe.errors import InputError
-from boot2ipxe.mirrors import Mirrors, debian_from_apt, parse_cli_mirrors
+from boot2ipxe.spec.mirrors import Mirrors, debian_from_apt, parse_cli_mirrors
 
 URL = "${debian}/pool/main/i/ipxe/ipxe.deb"
 

@@ -8,10 +8,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_every_python_package_is_listed_for_setuptools() -> None:
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+def test_every_python_package_is_installed() -> None:
+    """setuptools' discovery, as pyproject.toml configures it, finds every package of the source tree."""
+    from setuptools import find_packages
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
     found = sorted(".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "boot2ipxe").rglob("__init__.py"))
-    assert sorted(config["packages"]) == found
+    assert sorted(find_packages(str(ROOT), include=config["include"])) == found
 
 
 def test_package_data_covers_the_data_directory() -> None:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from boot2ipxe.fat import FatError, fat_geometry
-from boot2ipxe.mirrors import Mirrors
-from boot2ipxe.plan import Plan, make_plan
-from boot2ipxe.problems import Problem
-from boot2ipxe.scripts import lint_script
-from boot2ipxe.spec import load_spec
+from boot2ipxe.errors import Problem
+from boot2ipxe.formats.fat import FatError, fat_geometry
+from boot2ipxe.formats.ipxe_script import lint_script
+from boot2ipxe.plan.layout import Plan, make_plan
+from boot2ipxe.spec.load import load_spec
+from boot2ipxe.spec.mirrors import Mirrors
 from boot2ipxe.units import GiB, MiB
 
 ROOT = Path(__file__).resolve().parent.parent

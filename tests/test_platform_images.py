@@ -17,8 +17,8 @@ import pytest
 from images import PLATFORMS, ROOT, Built, boot2ipxe, build_platform, offline_env
 from servers import TestServer
 
-from boot2ipxe.inspect import inspect_image
-from boot2ipxe.validate import require_valid
+from boot2ipxe.inspect.image import inspect_image
+from boot2ipxe.plan.validate import require_valid
 
 GOLDEN = Path(__file__).parent / "golden"
 MTOOLS_ENV = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}

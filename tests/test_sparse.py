@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from boot2ipxe import sparse
+from boot2ipxe.formats import sparse
 
 MiB = 1024 * 1024
 

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
-from boot2ipxe.mirrors import Mirrors
-from boot2ipxe.model import PARTITION_TYPES
-from boot2ipxe.plan import _template_context, make_plan
-from boot2ipxe.spec import Collector, load_spec
-from boot2ipxe.validate import validate
+from boot2ipxe.plan.layout import make_plan
+from boot2ipxe.plan.templates import template_context
+from boot2ipxe.plan.validate import validate
+from boot2ipxe.spec.load import Collector, load_spec
+from boot2ipxe.spec.mirrors import Mirrors
+from boot2ipxe.spec.model import PARTITION_TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "spec.md").read_text(encoding="utf-8")
@@ -101,7 +102,7 @@ def test_template_context_is_documented(tmp_path: Path) -> None:
     assert spec is not None
     plan, _ = make_plan(spec)
     assert plan is not None
-    context = _template_context(Collector("x"), spec, [(2048, 133120, 0)], plan.total_sectors)
+    context = template_context(Collector("x"), spec, [(2048, 133120)], plan.total_sectors)
     for name in ("platform", "disk"):
         for key in context[name]:
             assert f"`{name}.{key}`" in DOC, f"{name}.{key}"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from test_plan import ROOT, plan_of, write_spec
 
-from boot2ipxe.plan import Plan
-from boot2ipxe.sparse import nonzero_runs
-from boot2ipxe.table import sfdisk_script, table_writes
+from boot2ipxe.formats.sparse import nonzero_runs
+from boot2ipxe.formats.table import sfdisk_script, table_writes
+from boot2ipxe.plan.layout import Plan
 
 SYNTHETIC = {
     "mbr-four-bootable-past-cylinder-1023": """\
@@ -57,14 +57,14 @@ def by_sfdisk(plan: Plan, path: Path) -> dict[int, bytes]:
     with path.open("wb") as f:
         f.truncate(plan.size)
     argv = ["sfdisk", "--no-reread", "--no-tell-kernel", "--quiet", "--wipe", "never", "--wipe-partitions", "never", str(path)]
-    subprocess.run(argv, input=sfdisk_script(plan).encode(), check=True, capture_output=True)
+    subprocess.run(argv, input=sfdisk_script(plan.partition_table()).encode(), check=True, capture_output=True)
     return table_bytes(path, plan.size)
 
 
 def by_table_py(plan: Plan, path: Path) -> dict[int, bytes]:
     with path.open("wb") as f:
         f.truncate(plan.size)
-        for offset, data in table_writes(plan):
+        for offset, data in table_writes(plan.partition_table()):
             os.pwrite(f.fileno(), data, offset)
     return table_bytes(path, plan.size)
 
@@ -87,6 +87,6 @@ def test_the_table_is_all_it_writes(tmp_path: Path) -> None:
     for name, plan in plans(tmp_path).items():
         end = plan.size
         reserved = (2 + 32) * 512 if plan.table == "gpt" else 512
-        for offset, data in table_writes(plan):
+        for offset, data in table_writes(plan.partition_table()):
             inside = offset + len(data) <= reserved or (plan.table == "gpt" and offset >= end - 33 * 512)
             assert inside and offset + len(data) <= end, (name, offset)

@@ -47,7 +47,6 @@ def test_a_tool_past_its_timeout_is_killed() -> None:
 
 
 def test_a_missing_tool_names_its_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tools, "_found", {})
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.setattr(tools, "EXTRA_PATH", ())
     with pytest.raises(ToolMissing, match="mcopy not found: install the Debian package 'mtools'"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from boot2ipxe.yamlio import MAX_EXPANDED_NODES, MAX_SPEC_BYTES, YamlProblem, load_yaml
+from boot2ipxe.spec.yamlio import MAX_EXPANDED_NODES, MAX_SPEC_BYTES, YamlProblem, load_yaml
 
 
 def load(tmp_path: Path, text: str | bytes) -> object:

@@ -1,1 +1,0 @@
-"""Sub-commands of the CLI, one module per command group; each exposes ``register(subparsers)``."""

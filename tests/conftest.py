@@ -48,7 +48,7 @@ def test_mirror_dir() -> Path:
     if problems:
         reason = (
             f"the Debian test mirror {directory} is not prepared ({problems[0]}; {len(problems)} problems): "
-            "run 'python tests/mirror.py prepare' (or set BOOT2IPXE_TEST_MIRROR to a prepared copy)"
+            "run 'python tests/prepare.py' (or set BOOT2IPXE_TEST_MIRROR to a prepared copy)"
         )
         if os.environ.get("CI"):
             pytest.fail(reason)

@@ -17,7 +17,7 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 
 def test_readme_setup_installs_the_ci_package_list() -> None:
     readme = (ROOT / "README.md").read_text()
-    assert "sudo apt-get install -y $(grep -v '^#' .ci/packages.txt)" in readme
+    assert "$S apt-get install -y $(grep -v '^#' .ci/packages.txt)" in readme
     assert "$(grep -v '^#' .ci/packages.txt)" in (ROOT / ".ci/run").read_text()
 
 

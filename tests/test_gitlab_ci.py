@@ -29,6 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from images import ROOT, Built, offline_env
+from prepare import GITLAB_CI_LOCAL, gitlab_ci_local_binary
 from servers import TestServer
 
 from boot2ipxe.formats.fatfs import FatReader
@@ -37,8 +38,6 @@ from boot2ipxe.inject.image import locate
 from boot2ipxe.pki import certs
 from boot2ipxe.plan.validate import require_valid
 
-GITLAB_CI_LOCAL = "4.73.0"  # 4.75.1 crashes on Node 20
-NPM_PREFIX = Path.home() / ".cache" / "boot2ipxe-npm"  # where .ci/run installs it
 PLATFORM_NAMES = sorted(p.stem for p in (ROOT / "platforms").glob("*.yaml"))
 BUILD_ARTIFACTS = (".img.zst", ".img.bmap", ".img.sha256", ".img.manifest.json")
 NETBOOT_ARTIFACTS = (".img.zst", ".img.bmap", ".img.sha256", ".img.manifest.json", ".crt.pem", ".fingerprint")
@@ -207,7 +206,7 @@ def test_check_job_runs_every_check() -> None:
 
 def test_test_job_runs_the_readme_test_command_after_the_ci_run_setup() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    command = re.search(r"```sh\n(\.venv/bin/python tests/mirror\.py prepare[^\n]*)\n```", readme)
+    command = re.search(r"```sh\n(\.venv/bin/python tests/prepare\.py[^\n]*)\n```", readme)
     assert command, "the README's test command is gone"
     job = load_ci(ROOT / ".gitlab-ci.yml")["test"]
     assert job["script"][-1] == command.group(1)
@@ -601,12 +600,12 @@ def test_release_job_variable_matches_build_script() -> None:
 
 
 def gitlab_ci_local() -> Path:
-    """gitlab-ci-local GITLAB_CI_LOCAL; skips only when Node or npm is absent (installing it is .ci/run's job)."""
+    """gitlab-ci-local GITLAB_CI_LOCAL; skips only when Node or npm is absent (tests/prepare.py installs it)."""
     missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"{' and '.join(missing)} not installed: the gitlab-ci-local runs need Node.js and npm")
-    binary = Path(os.environ.get("BOOT2IPXE_GITLAB_CI_LOCAL") or NPM_PREFIX / "node_modules" / ".bin" / "gitlab-ci-local")
-    install = f"npm install --prefix {NPM_PREFIX} gitlab-ci-local@{GITLAB_CI_LOCAL} (.ci/run does)"
+    binary = Path(os.environ.get("BOOT2IPXE_GITLAB_CI_LOCAL") or gitlab_ci_local_binary())
+    install = "python tests/prepare.py"
     if not binary.exists():
         pytest.fail(f"{binary}: gitlab-ci-local is not installed: run {install}")
     version = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=60).stdout.strip()

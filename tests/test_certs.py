@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from boot2ipxe.errors import InputError
+from boot2ipxe.formats import efivar
 from boot2ipxe.pki import certs
 
 UTC = dt.UTC
@@ -360,12 +361,13 @@ def test_esl_parses_back(pki: Path) -> None:
     ).stdout
     # EFI_GUID a5c059a1-94e4-4aa7-87b5-ab155c2bf072: Data1..3 little-endian, Data4 as is
     assert esl[:16] == bytes.fromhex("a159c0a5e494a74a87b5ab155c2bf072")
-    assert uuid.UUID(bytes_le=esl[:16]) == certs.EFI_CERT_X509_GUID
+    assert uuid.UUID(bytes_le=esl[:16]) == efivar.EFI_CERT_X509_GUID
     list_size, header_size, signature_size = struct.unpack_from("<III", esl, 16)
     assert list_size == len(esl) == 28 + signature_size
     assert header_size == 0
     assert signature_size == 16 + len(ca_der)
-    assert uuid.UUID(bytes_le=esl[28:44]) == certs.ESL_OWNER_GUID
+    assert uuid.UUID(bytes_le=esl[28:44]) == efivar.DEFAULT_OWNER_GUID
+    assert efivar.x509_certificates(esl) == [ca_der]
     assert esl[44:] == ca_der
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-import struct
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from boot2ipxe.errors import InputError
 from boot2ipxe.files import make_private_dir, write_atomic, write_secret
+from boot2ipxe.formats.efivar import signature_list
 from boot2ipxe.pki import (
     CA_BITS,
     CA_CERT,
@@ -48,8 +47,6 @@ MAX_IPXE_RSA_BITS = 4096
 CLOCK_SKEW = dt.timedelta(hours=1)  # certificates start this much in the past: tolerate slightly wrong clocks
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 HOST_RE = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*\Z")
-EFI_CERT_X509_GUID = uuid.UUID("a5c059a1-94e4-4aa7-87b5-ab155c2bf072")
-ESL_OWNER_GUID = uuid.UUID("5f1a5b0e-7f4b-4b9e-9b2a-62b2e7a1c0de")  # SignatureOwner of boot2ipxe's lists
 
 
 @dataclass(frozen=True)
@@ -470,22 +467,10 @@ def _same_key(cert: x509.Certificate, key: rsa.RSAPrivateKey) -> bool:
     return isinstance(public, rsa.RSAPublicKey) and public.public_numbers() == key.public_key().public_numbers()
 
 
-def efi_signature_list(cert_der: bytes, owner: uuid.UUID = ESL_OWNER_GUID) -> bytes:
-    """One EFI_SIGNATURE_LIST of type EFI_CERT_X509_GUID holding ``cert_der`` (UEFI spec 2.10, 32.4.1).
-
-    Header: SignatureType (GUID, mixed-endian), SignatureListSize, SignatureHeaderSize = 0, SignatureSize,
-    then one EFI_SIGNATURE_DATA: SignatureOwner (GUID) + the DER certificate.
-    """
-    signature_size = 16 + len(cert_der)
-    list_size = 16 + 4 + 4 + 4 + signature_size
-    header = EFI_CERT_X509_GUID.bytes_le + struct.pack("<III", list_size, 0, signature_size)
-    return header + owner.bytes_le + cert_der
-
-
 def ca_signature_list(directory: Path) -> bytes:
     """The CA of ``directory`` as an ESL, for OVMF: ``-fw_cfg name=etc/edk2/https/cacerts,file=ca.esl``."""
     path = directory / CA_CERT
     if not path.exists():
         raise InputError(f"{directory}: no CA here ({CA_CERT}); create one with 'boot2ipxe certs init {directory}'")
     cert = _parse_certificate(_read(path, "the CA certificate"), path)
-    return efi_signature_list(cert.public_bytes(serialization.Encoding.DER))
+    return signature_list(cert.public_bytes(serialization.Encoding.DER))

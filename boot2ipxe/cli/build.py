@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boot2ipxe.cli.common import (
     add_allow_dir_option,
@@ -17,6 +17,10 @@ from boot2ipxe.cli.common import (
     print_json,
 )
 from boot2ipxe.errors import EXIT_OK, InputError
+
+if TYPE_CHECKING:
+    from boot2ipxe.plan.layout import AddedFile
+    from boot2ipxe.spec.model import Spec
 
 DESCRIPTION = """\
 Validate SPEC, fetch its pinned blobs (cached and checked by sha256; nothing is downloaded when the cache has
@@ -29,6 +33,7 @@ examples:
   boot2ipxe build platforms/rpi3bp.yaml                  writes out/rpi3bp.img
   boot2ipxe build platforms/x86-uefi.yaml -o /tmp/x.img --offline
   boot2ipxe build platforms/rpi4.yaml --dry-run --json   the plan and the sources, nothing written
+  boot2ipxe build platforms/rpi4.yaml --trust pki/ca.crt.pem     iPXE trusts this CA (the server's) from the start
 """
 
 
@@ -47,6 +52,15 @@ def register(sub: Any) -> None:
         type=int,
         metavar="SECONDS",
         help="timestamps inside the image (default: $SOURCE_DATE_EPOCH, else the spec's source-date-epoch, else 1980)",
+    )
+    p.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="CA",
+        help="bake this CA certificate (PEM or DER; repeatable) into the image's trust for a deployment: under U-Boot, "
+        "ubootefi.var on the EFI system partition (inject can replace it per machine)",
     )
     add_allow_dir_option(p)
     add_cache_options(p)
@@ -85,6 +99,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(problem, file=sys.stderr)
     output: Path = args.output or Path("out") / f"{spec.name}.img"
     epoch = source_date_epoch(args, spec.source_date_epoch)
+    added = trust_files(spec, args.trust)
+    if added:
+        plan = checked_plan(spec, added=added)
     cache = Cache(args.cache_dir or default_dir())
     if args.dry_run:
         return _dry_run(args, cache, output, epoch, plan)
@@ -94,7 +111,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise InputError(f"{output.parent}: cannot create the output directory: {exc.strerror}") from None
     blobs = fetch_for_build(spec, mirrors, cache_dir=cache.root, offline=args.offline)
     # Plan again with the fetched sizes: checks fit and raw-write extents for blobs the spec did not size.
-    plan = checked_plan(spec, {sid: blob.size for sid, blob in blobs.items()})
+    plan = checked_plan(spec, {sid: blob.size for sid, blob in blobs.items()}, added)
     result = build_image(plan, blobs, output, epoch)
     allocated = result.image.stat().st_blocks * 512
     if args.json:
@@ -111,6 +128,23 @@ def cmd_build(args: argparse.Namespace) -> int:
     else:
         print(f"{result.image}: {format_size(plan.size)} ({human_size(allocated)} allocated), sha256 {result.sha256}")
     return EXIT_OK
+
+
+def trust_files(spec: Spec, cas: list[Path]) -> list[AddedFile]:
+    """``--trust``: the file that makes the platform's iPXE trust these CAs, where its firmware reads it."""
+    if not cas:
+        return []
+    from boot2ipxe.formats.efivar import FILE_NAME, with_trust
+    from boot2ipxe.pki.certs import load_ca_certificates
+    from boot2ipxe.plan.layout import AddedFile
+
+    store = spec.variable_store() if "u-boot" in spec.chain else None
+    if store is None:
+        raise InputError(
+            f"--trust: {spec.display_path} runs iPXE from UEFI firmware, which keeps TlsCaCertificate in its own NVRAM, "
+            "not on the disk: enroll the CA in the firmware ('boot2ipxe certs esl') instead"
+        )
+    return [AddedFile(store.name, FILE_NAME, with_trust(None, load_ca_certificates(cas)), "trust")]
 
 
 def _dry_run(args: argparse.Namespace, cache: Any, output: Path, epoch: int, plan: Any) -> int:

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from boot2ipxe.cli.common import add_json_option, print_json
 from boot2ipxe.errors import EXIT_OK, InputError
+from boot2ipxe.pki import CA_CERT
+
+if TYPE_CHECKING:
+    from boot2ipxe.inject.image import Target
+    from boot2ipxe.inject.trust import Trust
 
 DESCRIPTION = """\
 Make per-machine images from a base image (one built by 'boot2ipxe build', or a vendor's image with a FAT
 partition holding an EFI iPXE): the base is copied sparsely, and only the FAT files that change are written —
 the iPXE script (with the machine's client certificate and key embedded as iPXE settings), optionally a
-custom iPXE binary and the CA as an EFI signature list. Each image is checked and renamed into place with
-OUT.manifest.json (fingerprints, never the key).
+custom iPXE binary and the CA as an EFI signature list. Under U-Boot, the CA iPXE trusts (--trust, else the
+gateway CA of --pki) goes into U-Boot's EFI variable file (ubootefi.var on the EFI system partition), merged with
+the variables the base already holds. Every machine of a batch is checked before any image is written; the images
+are renamed into place, with OUT.manifest.json (fingerprints, never the key), only when all of them are complete.
 
 A machine image contains its private key: store and ship it as a secret (it is written with mode 0600).
 
@@ -53,6 +61,16 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--ca-esl", action="store_true", help="also place the CA (from --pki) as boot2ipxe/ca.esl for firmware enrolment"
     )
+    p.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="CA",
+        help="a CA certificate iPXE trusts for the server (PEM or DER; repeatable; default: the --pki CA), placed "
+        "where the firmware reads it (U-Boot: ubootefi.var)",
+    )
+    p.add_argument("--no-trust", action="store_true", help="leave the trust the base holds as it is")
     p.add_argument("--firmware", choices=("uefi", "u-boot"), help="what runs iPXE (default: from the spec or the image)")
     p.add_argument("--ntp", default="pool.ntp.org", metavar="HOST", help="NTP server for the clock (default pool.ntp.org)")
     p.add_argument("--no-ntp", action="store_true", help="do not sync the clock (the firmware's must be right)")
@@ -66,7 +84,7 @@ def cmd_inject(args: argparse.Namespace) -> int:
     from boot2ipxe.formats.ipxe_script import lint_script
     from boot2ipxe.inject import script as scripts
     from boot2ipxe.inject.batch import Machine, outputs_for, prepare, write_all
-    from boot2ipxe.inject.image import locate, read_base_fat
+    from boot2ipxe.inject.image import locate
     from boot2ipxe.pki import certs
 
     _check_options(args)
@@ -94,16 +112,18 @@ def cmd_inject(args: argparse.Namespace) -> int:
             return certs.load_machine_identity(args.pki, name)
         return certs.load_client_identity(args.cert, args.key, passphrase) if args.cert else None
 
-    def files_of(identity: certs.ClientIdentity | None) -> dict[str, bytes]:
+    trust = _trust(args, target, firmware)
+
+    def writes_of(identity: certs.ClientIdentity | None) -> dict[int, dict[str, bytes]]:
         if user_script is not None:
             script = scripts.with_identity(user_script, identity) if identity else user_script
         else:
             ntp = None if args.no_ntp else args.ntp
             script = scripts.render_machine_script(args.server, firmware, identity, ntp, args.path)
-        return {**extra, target.script: script.encode()}
+        return {**trust.writes, target.offset: {**extra, target.script: script.encode()}}
 
     names: list[str | None] = list(args.name) or [None]
-    machines = prepare(args.base, names, outputs_for(args.output, names), identity_of, files_of)
+    machines = prepare(args.base, names, outputs_for(args.output, names), identity_of, writes_of)
     base_sha = _base_sha256(args.base)
 
     def facts(machine: Machine) -> dict[str, Any]:
@@ -116,11 +136,18 @@ def cmd_inject(args: argparse.Namespace) -> int:
             "partition": target.partition,
             "firmware": firmware,
             "server": args.server,
-            "files": [{"dest": dest, "size": len(data)} for dest, data in sorted(machine.files.items())],
+            "files": [
+                {"partition_offset": offset, "dest": dest, "size": len(data)}
+                for offset, files in sorted(machine.writes.items())
+                for dest, data in sorted(files.items())
+            ],
             "client_certificate": identity.as_dict() if identity else None,
+            "trust": trust.facts,
         }
 
-    results = write_all(machines, args.base, target, read_base_fat(args.base, target), args.source_date_epoch, facts)
+    for warning in trust.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    results = write_all(machines, args.base, args.source_date_epoch, facts)
     if args.json:
         print_json(results)
     else:
@@ -128,6 +155,16 @@ def cmd_inject(args: argparse.Namespace) -> int:
             fingerprint = f", fingerprint {machine.identity.fingerprint_sha1}" if machine.identity else ""
             print(f"{machine.output}: {result['machine'] or 'no client certificate'}{fingerprint}")
     return EXIT_OK
+
+
+def _trust(args: argparse.Namespace, target: Target, firmware: str) -> Trust:
+    """The CAs iPXE is to trust (``--trust``, else the gateway CA of ``--pki``) where the firmware keeps them."""
+    from boot2ipxe.inject.trust import place_trust
+
+    if args.no_trust:
+        return place_trust(args.base, target, firmware, [], explicit=False)
+    cas = list(args.trust) or ([args.pki / CA_CERT] if args.pki else [])
+    return place_trust(args.base, target, firmware, cas, explicit=bool(args.trust))
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -143,6 +180,8 @@ def _check_options(args: argparse.Namespace) -> None:
         raise InputError("use either --cert/--key or --pki/--name, not both")
     if args.ca_esl and not args.pki:
         raise InputError("--ca-esl needs --pki DIR (the CA to place)")
+    if args.no_trust and args.trust:
+        raise InputError("--no-trust and --trust contradict each other")
 
 
 def _read(path: Path, what: str) -> bytes:

@@ -68,7 +68,7 @@ class Cache:
     """A cache directory. Safe to share between threads and processes; see the module docstring."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
+        self.root = root.absolute()  # blob paths are handed to tools run elsewhere (symlinked into staging)
 
     def __repr__(self) -> str:
         return f"Cache({str(self.root)!r})"

@@ -304,6 +304,21 @@ def tls_ca_certificate(certificates: Sequence[bytes], owner: uuid.UUID = DEFAULT
     return Variable(TLS_CA_CERTIFICATE, EFI_TLS_CA_CERTIFICATE_GUID, NV_BS_RT, data)
 
 
+def with_trust(existing: bytes | None, certificates: Sequence[bytes]) -> bytes:
+    """A variable file trusting ``certificates``: ``existing`` (a file U-Boot or boot2ipxe wrote, or None) with its
+    ``TlsCaCertificate`` replaced and every other variable kept as it was."""
+    variables = parse(existing) if existing is not None else []
+    return serialize(merge(variables, [tls_ca_certificate(certificates)]))
+
+
+def trusted_certificates(data: bytes) -> list[bytes]:
+    """The DER certificates a variable file makes iPXE trust (none when it has no ``TlsCaCertificate``)."""
+    for variable in parse(data):
+        if variable.key == (TLS_CA_CERTIFICATE, EFI_TLS_CA_CERTIFICATE_GUID):
+            return x509_certificates(variable.data)
+    return []
+
+
 def x509_certificates(data: bytes) -> list[bytes]:
     """The DER certificates of a sequence of EFI_SIGNATURE_LISTs of X.509 type, such as ``TlsCaCertificate``'s
     data; raises VariableFileError (offsets relative to ``data``) on anything else."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from boot2ipxe.errors import InputError
 from boot2ipxe.files import check_output, json_text, pending_file, write_atomic
-from boot2ipxe.inject.image import BaseFat, Target, check_room, write_machine_image
+from boot2ipxe.inject.image import check_room, read_base_fat, write_machine_image
 from boot2ipxe.pki import check_name
 from boot2ipxe.pki.certs import ClientIdentity
 
@@ -28,7 +28,7 @@ class Machine:
     name: str | None
     output: Path
     identity: ClientIdentity | None
-    files: Mapping[str, bytes]
+    writes: Mapping[int, Mapping[str, bytes]]  # FAT offset in the image -> path -> bytes
 
 
 def outputs_for(pattern: str, names: Sequence[str | None]) -> list[Path]:
@@ -48,7 +48,7 @@ def prepare(
     names: Sequence[str | None],
     outputs: Sequence[Path],
     identity_of: Callable[[str | None], ClientIdentity | None],
-    files_of: Callable[[ClientIdentity | None], dict[str, bytes]],
+    writes_of: Callable[[ClientIdentity | None], Mapping[int, Mapping[str, bytes]]],
 ) -> list[Machine]:
     """Every machine of the batch, checked: names valid and distinct, identities loadable, outputs distinct, usable
     and not the base. Raises InputError naming the first problem; nothing is written."""
@@ -73,21 +73,23 @@ def prepare(
     machines = []
     for name, output in zip(names, outputs, strict=True):
         identity = identity_of(name)
-        machines.append(Machine(name, output, identity, files_of(identity)))
+        machines.append(Machine(name, output, identity, writes_of(identity)))
     return machines
 
 
 def write_all(
-    machines: Sequence[Machine], base: Path, target: Target, fat: BaseFat, epoch: int, facts: Callable[[Machine], dict[str, Any]]
+    machines: Sequence[Machine], base: Path, epoch: int, facts: Callable[[Machine], dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Write every image (with its OUT.manifest.json from ``facts``) or none; returns the manifests in order."""
+    fats = {offset: read_base_fat(base, offset) for machine in machines for offset in machine.writes}
     for machine in machines:
-        check_room(base, target, machine.files, fat)
+        for offset, files in machine.writes.items():
+            check_room(base, files, fats[offset])
     with contextlib.ExitStack() as stack:
         written = []
         for machine in machines:
             tmp = stack.enter_context(pending_file(machine.output))
-            write_machine_image(base, tmp, target, machine.files, epoch, fat)
+            write_machine_image(base, tmp, machine.writes, epoch, fats)
             written.append(tmp)
         manifests = [facts(machine) for machine in machines]
         for machine, tmp, manifest in zip(machines, written, manifests, strict=True):

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from boot2ipxe.errors import BuildError, InputError
+from boot2ipxe.formats.efivar import FILE_NAME as VARIABLE_FILE
 from boot2ipxe.formats.fatfs import FatReader
 from boot2ipxe.inspect.image import ImageReport, inspect_image
-from boot2ipxe.spec.model import Spec
+from boot2ipxe.spec.model import ESP_GUID, Spec
 from boot2ipxe.tools import filesystem_tool_env, run
 from boot2ipxe.units import SECTOR
 
@@ -29,6 +30,8 @@ class Target:
     script: str
     firmware: str  # "uefi" | "u-boot"
     arch: str
+    variable_store: int | None = None  # offset of the FAT where U-Boot keeps ubootefi.var (U-Boot firmware only)
+    ntp: bool = False  # the iPXE binary has the ntp command
 
 
 def locate(base: Path, spec: Spec | None = None, report: ImageReport | None = None) -> Target:
@@ -45,6 +48,7 @@ def locate(base: Path, spec: Spec | None = None, report: ImageReport | None = No
         if not any(f["path"].casefold() == spec.ipxe.binary.casefold() for f in part.files):
             raise InputError(f"{base}: no {spec.ipxe.binary} on partition {wanted.index}; is this a {spec.name} image?")
         script = spec.ipxe.script or "autoexec.ipxe"
+        store = spec.variable_store() if spec.ipxe.firmware == "u-boot" else None
         return Target(
             wanted.index,
             part.start * SECTOR,
@@ -52,6 +56,8 @@ def locate(base: Path, spec: Spec | None = None, report: ImageReport | None = No
             _script_path(part.files, spec.ipxe.binary, script),
             spec.ipxe.firmware,
             spec.arch,
+            _store_offset(base, report, store.index) if store is not None else None,
+            _has_ntp(report, wanted.index),
         )
     if not report.ipxe:
         raise InputError(f"{base}: no EFI iPXE found (looked for EFI/BOOT/BOOT*.EFI on FAT partitions); pass --platform SPEC")
@@ -61,6 +67,7 @@ def locate(base: Path, spec: Spec | None = None, report: ImageReport | None = No
     found = report.ipxe[0]
     part = report.partitions[found["partition"] - 1]
     u_boot = any("U-Boot" in step for step in report.chain)
+    esp = next((p for p in report.partitions if p.type.lower() in ("ef", ESP_GUID.lower())), None)
     return Target(
         part.index,
         part.start * SECTOR,
@@ -68,7 +75,29 @@ def locate(base: Path, spec: Spec | None = None, report: ImageReport | None = No
         _script_path(part.files, found["binary"], "autoexec.ipxe"),
         "u-boot" if u_boot else "uefi",
         found["arch"],
+        _store_offset(base, report, esp.index) if u_boot and esp is not None else None,
+        bool(found.get("ntp")),
     )
+
+
+def _has_ntp(report: ImageReport, partition: int) -> bool:
+    return any(i["partition"] == partition and i.get("ntp") for i in report.ipxe)
+
+
+def _store_offset(base: Path, report: ImageReport, index: int) -> int:
+    """The byte offset of partition ``index``, which must be the FAT where U-Boot keeps its variables."""
+    part = report.partitions[index - 1] if index <= len(report.partitions) else None
+    if part is None or part.filesystem != "vfat":
+        raise InputError(f"{base}: partition {index}, U-Boot's EFI system partition, holds no FAT filesystem")
+    return part.start * SECTOR
+
+
+def read_variable_file(base: Path, offset: int) -> bytes | None:
+    """The base's ``ubootefi.var`` (as U-Boot or boot2ipxe wrote it), or None when it has none."""
+    with base.open("rb") as f:
+        reader = FatReader(f, offset)
+        entry = next((e for e in reader.entries() if e.path.casefold() == VARIABLE_FILE.casefold()), None)
+        return reader.read(entry.path) if entry is not None and not entry.is_dir else None
 
 
 def _script_path(files: list[dict[str, object]], binary: str, default: str) -> str:
@@ -83,21 +112,23 @@ def _script_path(files: list[dict[str, object]], binary: str, default: str) -> s
 
 @dataclass(frozen=True)
 class BaseFat:
-    """iPXE's FAT partition in the base image, read once per batch: every machine image starts as a copy of it."""
+    """A FAT partition of the base image, read once per batch: every machine image starts as a copy of it."""
 
+    offset: int  # bytes from the start of the image
     cluster: int  # bytes
     free: int  # bytes in free clusters
     directories: frozenset[str]  # paths, case-folded
     allocated: Mapping[str, int]  # case-folded path of each file -> bytes of the clusters it holds
 
 
-def read_base_fat(base: Path, target: Target) -> BaseFat:
+def read_base_fat(base: Path, offset: int) -> BaseFat:
     with base.open("rb") as f:
-        reader = FatReader(f, target.offset)
+        reader = FatReader(f, offset)
         cluster = reader.geometry.cluster_bytes
         entries = reader.entries()
         free = (reader.geometry.clusters - _used_clusters(reader)) * cluster
     return BaseFat(
+        offset,
         cluster,
         free,
         frozenset(e.path.casefold() for e in entries if e.is_dir),
@@ -109,13 +140,13 @@ def copy_sparse(source: Path, target: Path) -> None:
     run(["cp", "--reflink=auto", "--sparse=always", str(source), str(target)])
 
 
-def check_room(base: Path, target: Target, files: Mapping[str, bytes], fat: BaseFat) -> None:
-    """Refuse, naming the base, when the files cannot fit in iPXE's FAT partition."""
+def check_room(base: Path, files: Mapping[str, bytes], fat: BaseFat) -> None:
+    """Refuse, naming the base, when the files cannot fit in the FAT partition."""
     replaced = sum(fat.allocated.get(dest.strip("/").casefold(), 0) for dest in files)
     needed = sum(-(-len(data) // fat.cluster) * fat.cluster for data in files.values())
     if needed > fat.free + replaced:
         raise InputError(
-            f"{base}: partition {target.partition} has {fat.free + replaced} bytes free for the injected files, "
+            f"{base}: the FAT at byte {fat.offset} has {fat.free + replaced} bytes free for the injected files, "
             f"which need {needed}: use a base with a larger FAT partition"
         )
 
@@ -159,9 +190,12 @@ def _used_clusters(reader: FatReader) -> int:
     return sum(-(-e.size // cluster) if not e.is_dir else 1 for e in reader.entries()) + 1
 
 
-def write_machine_image(base: Path, image: Path, target: Target, files: Mapping[str, bytes], epoch: int, fat: BaseFat) -> None:
-    """Make ``image`` (an empty file, mode 0600: it will hold a key) a copy of ``base`` with ``files`` placed on iPXE's
-    partition and read back. ``fat``: :func:`read_base_fat` of the base, read once for a batch of machines."""
+def write_machine_image(
+    base: Path, image: Path, writes: Mapping[int, Mapping[str, bytes]], epoch: int, fats: Mapping[int, BaseFat]
+) -> None:
+    """Make ``image`` (an empty file, mode 0600: it will hold a key) a copy of ``base`` with the files of ``writes``
+    (FAT offset -> path -> bytes) placed and read back. ``fats``: :func:`read_base_fat` of each, read once per batch."""
     with tempfile.TemporaryDirectory(prefix="boot2ipxe-inject-") as staging:
         copy_sparse(base, image)  # onto the pending file: cp keeps the target's mode
-        write_files(image, target.offset, files, epoch, Path(staging), fat.directories)
+        for offset, files in writes.items():
+            write_files(image, offset, files, epoch, Path(staging), fats[offset].directories)

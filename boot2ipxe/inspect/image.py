@@ -6,6 +6,7 @@ is the static chain check for the stages QEMU cannot run (VideoCore firmware, th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import struct
@@ -14,10 +15,12 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from boot2ipxe.errors import InputError, ToolError
+from boot2ipxe.formats.efivar import FILE_NAME as VARIABLE_FILE
+from boot2ipxe.formats.efivar import VariableFileError, trusted_certificates
 from boot2ipxe.formats.fat import FatError
 from boot2ipxe.formats.fatfs import FatEntry, FatReader
 from boot2ipxe.formats.table import PartitionTable, TableEntry
-from boot2ipxe.spec.model import RPI_BOOT_MBR_TYPES
+from boot2ipxe.spec.model import ESP_GUID, RPI_BOOT_MBR_TYPES
 from boot2ipxe.tools import run
 from boot2ipxe.units import SECTOR, format_size, human_size
 
@@ -32,6 +35,7 @@ EFI_REMOVABLE = {
 }
 IPXE_VERSION_RE = re.compile(rb"ipxe,1,iPXE,[^,\x00]*,([^,\x00]+),")
 UBOOT_VERSION_RE = re.compile(rb"U-Boot (20\d\d\.\d\d[^\s\x00]*(?: \([^)\x00\n]{1,40}\))?)")
+NTP_COMMAND_MARK = b"Could not get time and date"  # the ntp command's error message (src/hci/commands/ntp_cmd.c)
 PI_FIRMWARE = {"pi0-3": ("bootcode.bin", "start.elf", "fixup.dat"), "pi4": ("start4.elf", "fixup4.dat")}
 
 
@@ -62,6 +66,7 @@ class ImageReport:
     ipxe: list[dict[str, Any]]
     chain: list[str]
     findings: list[str]
+    trust: list[dict[str, Any]] = field(default_factory=list)  # CAs iPXE is given by the firmware
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,12 +139,53 @@ def inspect_image(image: Path) -> ImageReport:
                 readers[p.index] = reader
             reports.append(report)
         ipxe, chain, findings = _recognise(table, reports, readers)
+        trust = _trust(reports, readers, chain, findings)
     cache = next((r.index for r in reports if r.label == "B2C_CACHE"), None)
     if cache is None:
         findings.append("no B2C_CACHE partition: boot2container's b2c.cache_device=auto would repartition the first disk")
     return ImageReport(
-        str(image), stat.st_size, stat.st_blocks * 512, table.kind, table.disk_id, reports, cache, ipxe, chain, findings
+        str(image), stat.st_size, stat.st_blocks * 512, table.kind, table.disk_id, reports, cache, ipxe, chain, findings, trust
     )
+
+
+def _trust(
+    reports: list[PartitionReport], readers: dict[int, FatReader], chain: list[str], findings: list[str]
+) -> list[dict[str, Any]]:
+    """The CAs the image makes iPXE trust through U-Boot's variable file, on the first EFI system partition."""
+    uses_uboot = any("U-Boot" in step for step in chain)
+    esp = next((r for r in reports if r.type.lower() in ("ef", ESP_GUID.lower())), None)
+    if esp is None:
+        if uses_uboot:
+            findings.append("U-Boot runs iPXE but the disk has no EFI system partition for its variables: no CA for iPXE")
+        return []
+    reader = readers.get(esp.index)
+    entry = next((f for f in esp.files if f["path"].casefold() == VARIABLE_FILE.casefold() and not f["dir"]), None)
+    if reader is None or entry is None:
+        return []
+    where = f"partition {esp.index}: {entry['path']}"
+    try:
+        certificates = trusted_certificates(reader.read(entry["path"]))
+    except VariableFileError as exc:
+        findings.append(f"{where}: damaged, U-Boot will ignore it: {exc.problem}")
+        return []
+    return [{"where": f"{where} TlsCaCertificate", **describe_certificate(der)} for der in certificates]
+
+
+def describe_certificate(der: bytes) -> dict[str, Any]:
+    """Subject, SHA-256 fingerprint and validity of a DER certificate (or why it cannot be read)."""
+    from cryptography import x509  # only for images that carry certificates
+
+    digest = hashlib.sha256(der).hexdigest()
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return {"subject": None, "sha256": digest, "problem": "not a readable X.509 certificate"}
+    return {
+        "subject": cert.subject.rfc4514_string(),
+        "sha256": digest,
+        "not_before": cert.not_valid_before_utc.isoformat(),
+        "not_after": cert.not_valid_after_utc.isoformat(),
+    }
 
 
 def _recognise(
@@ -168,6 +214,7 @@ def _recognise(
                         "arch": arch,
                         "version": match.group(1).decode() if match else None,
                         "script": script,
+                        "ntp": NTP_COMMAND_MARK in data,
                     }
                 )
         _recognise_pi(table, part, reader, entries, chain, findings)
@@ -257,6 +304,13 @@ def format_report(report: ImageReport) -> str:
         or ["  none found"]
     )
     lines += ["", "boot chain:"] + ([f"  {c}" for c in report.chain] or ["  nothing recognised"])
+    if report.trust:
+        lines += ["", "trust (CAs the firmware gives iPXE):"]
+        lines += [
+            f"  {t['where']}: {t['subject']}, sha256 {t['sha256'][:16]}…, valid {t.get('not_before', '?')[:10]} to "
+            f"{t.get('not_after', '?')[:10]}"
+            for t in report.trust
+        ]
     if report.findings:
         lines += ["", "findings:"] + [f"  {f}" for f in report.findings]
     return "\n".join(lines)

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from boot2ipxe.errors import InputError
-from boot2ipxe.files import make_private_dir, write_atomic, write_secret
+from boot2ipxe.files import make_private_dir, read_bounded, write_atomic, write_secret
 from boot2ipxe.formats.efivar import signature_list
 from boot2ipxe.pki import (
     CA_BITS,
@@ -396,15 +396,45 @@ def load_client_identity(
     return _identity(cert, key)
 
 
+MAX_PKI_FILE = 1024 * 1024  # certificates and keys are a few KiB
+
+
 def _read(path: Path, what: str) -> bytes:
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file ({what})") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected {what}") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read {what}: {exc.strerror}") from None
+        return read_bounded(path, MAX_PKI_FILE)
+    except InputError as exc:
+        raise InputError(f"{exc} ({what})") from None
+
+
+def load_ca_certificates(paths: Sequence[Path], *, now: dt.datetime | None = None) -> list[bytes]:
+    """The DER of every CA certificate in ``paths`` (PEM bundles or DER), each checked to be a CA (basic constraints
+    CA:TRUE) valid now: what iPXE is given to trust, in the firmware's variable store or built in."""
+    found: list[bytes] = []
+    moment = _now(now)
+    for path in paths:
+        data = _read(path, "a CA certificate")
+        try:
+            certificates = (
+                x509.load_pem_x509_certificates(data) if b"-----BEGIN" in data else [x509.load_der_x509_certificate(data)]
+            )
+        except ValueError:
+            raise InputError(f"{path}: not a PEM or DER X.509 certificate") from None
+        for cert in certificates:
+            subject = cert.subject.rfc4514_string() or "(empty subject)"
+            try:
+                is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+            except x509.ExtensionNotFound:
+                is_ca = False
+            if not is_ca:
+                raise InputError(
+                    f"{path}: {subject} is not a CA certificate (no basic constraints CA:TRUE): "
+                    "give the CA that signed the server's certificate"
+                )
+            if not cert.not_valid_before_utc <= moment <= cert.not_valid_after_utc:
+                valid = f"{_fmt(cert.not_valid_before_utc)} to {_fmt(cert.not_valid_after_utc)}"
+                raise InputError(f"{path}: {subject} is not valid now (valid {valid})")
+            found.append(cert.public_bytes(serialization.Encoding.DER))
+    return list(dict.fromkeys(found))
 
 
 def _parse_certificate(data: bytes, path: Path) -> x509.Certificate:

@@ -6,7 +6,7 @@ problems are reported with the spec key they come from.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Literal
@@ -29,10 +29,20 @@ TYPE_FAT_BITS = {"fat12": 12, "fat16": 16, "fat16-lba": 16, "fat32": 32, "fat32-
 @dataclass(frozen=True)
 class PlannedFile:
     dest: str
-    kind: str  # "source" | "template" | "content"
+    kind: str  # "source" | "template" | "content" | "trust"
     source: str | None  # sources id, for kind "source"
     data: bytes | None  # rendered text, for templates and content
     size: int | None  # None: a source whose size is not known before fetching
+
+
+@dataclass(frozen=True)
+class AddedFile:
+    """A file a build adds to a partition beside the spec's own, e.g. ``build --trust``'s ``ubootefi.var``."""
+
+    partition: str
+    dest: str
+    data: bytes
+    kind: str  # as PlannedFile.kind
 
 
 @dataclass(frozen=True)
@@ -156,8 +166,11 @@ def _partition_dict(p: PlannedPartition) -> dict[str, Any]:
 Extent = tuple[int, int, int]  # (start, end) in sectors, end exclusive, and the partition's 0-based number
 
 
-def make_plan(spec: Spec, sizes: Mapping[str, int] | None = None) -> tuple[Plan | None, list[Problem]]:
-    """The plan and any problems; ``sizes`` gives blob sizes known from fetching (else the spec's pins)."""
+def make_plan(
+    spec: Spec, sizes: Mapping[str, int] | None = None, added: Sequence[AddedFile] = ()
+) -> tuple[Plan | None, list[Problem]]:
+    """The plan and any problems; ``sizes`` gives blob sizes known from fetching (else the spec's pins); ``added``
+    are files the build places beside the spec's."""
     out = Collector(spec.display_path)
     known = {sid: s.size for sid, s in spec.sources.items() if s.size is not None}
     known.update(sizes or {})
@@ -177,7 +190,10 @@ def make_plan(spec: Spec, sizes: Mapping[str, int] | None = None) -> tuple[Plan 
         out.error("disk.size", f"{format_size(disk.size or 0)} is too small: the partitions need {format_size(needed * SECTOR)}")
     raws = _plan_raw(out, spec, known, extents, total)
     context = template_context(out, spec, [(start, end) for start, end, _ in extents], total)
-    planned = tuple(_plan_partition(out, spec, part, extents[part.index - 1], known, context) for part in spec.partitions)
+    planned = tuple(
+        _plan_partition(out, spec, part, extents[part.index - 1], known, context, [a for a in added if a.partition == part.name])
+        for part in spec.partitions
+    )
     if any(p.severity == "error" for p in out.problems):
         return None, out.problems
     plan = Plan(spec, disk.table, disk.id, total, first_usable, total - reserved_end - 1, planned, raws)
@@ -244,8 +260,8 @@ def _sectors(out: Collector, spec: Spec, part: Partition, start: int, last_fixed
     return align
 
 
-def checked_plan(spec: Spec, sizes: Mapping[str, int] | None = None) -> Plan:
-    plan, problems = make_plan(spec, sizes)
+def checked_plan(spec: Spec, sizes: Mapping[str, int] | None = None, added: Sequence[AddedFile] = ()) -> Plan:
+    plan, problems = make_plan(spec, sizes, added)
     if plan is None:
         raise SpecInvalid([p for p in problems if p.severity == "error"])
     return plan
@@ -295,6 +311,7 @@ def _plan_partition(
     extent: Extent,
     known: Mapping[str, int],
     context: dict[str, Any],
+    added: Sequence[AddedFile] = (),
 ) -> PlannedPartition:
     where = f"partitions[{part.index - 1}]"
     start, end, _ = extent
@@ -311,6 +328,10 @@ def _plan_partition(
             # The script iPXE runs at boot: under U-Boot, a command that waits hangs it for good.
             for line, message in lint_script(data.decode("utf-8", "replace"), ipxe.firmware):
                 out.error(f"{where}.files[{j}].{f.kind}", f"{f.dest} line {line}: {message}")
+    for extra in added:
+        if any(f.dest.casefold() == extra.dest.casefold() for f in files):
+            out.error(f"{where}.files", f"'{extra.dest}' is a file of the spec: the build cannot add its own")
+        files.append(PlannedFile(extra.dest, extra.kind, None, extra.data, len(extra.data)))
     fat = None
     ext4 = None
     if part.filesystem == "vfat":

@@ -476,6 +476,8 @@ def _check_chain(out: Collector, spec: Spec) -> None:
             out.error("ipxe.firmware", "is 'uefi' but the chain runs iPXE from U-Boot: set firmware: u-boot")
     elif spec.ipxe is not None and spec.ipxe.firmware == "u-boot":
         out.error("ipxe.firmware", "is 'u-boot' but the chain has no u-boot stage")
+    if "u-boot" in chain and spec.ipxe is not None:
+        _check_variable_store(out, spec)
     if "u-boot" in chain and "ipxe" in chain and "efi" not in chain:
         out.warn("chain", "U-Boot starts iPXE as an EFI application (bootefi): write the chain as [..., u-boot, efi, ipxe]")
     if "rpi-firmware" in chain:
@@ -491,3 +493,20 @@ def _check_chain(out: Collector, spec: Spec) -> None:
             )
         if first.filesystem != "vfat":
             out.error("partitions[0].filesystem", "the Raspberry Pi firmware partition must be vfat")
+
+
+def _check_variable_store(out: Collector, spec: Spec) -> None:
+    """Under U-Boot, iPXE trusts a CA through U-Boot's EFI variable file, which U-Boot keeps on the first EFI system
+    partition: there must be one, and it must be a FAT U-Boot can write."""
+    store = spec.variable_store()
+    if store is None:
+        out.error(
+            "partitions",
+            "iPXE under U-Boot trusts a CA only through U-Boot's EFI variable file (ubootefi.var), kept on an EFI system "
+            "partition: add a small vfat partition of type efi-system (on a Raspberry Pi, after the firmware partition)",
+        )
+    elif store.filesystem != "vfat":
+        out.error(
+            f"partitions[{store.index - 1}].filesystem",
+            "U-Boot keeps its EFI variables (ubootefi.var, iPXE's CA trust) on the first EFI system partition: make it vfat",
+        )

@@ -150,3 +150,8 @@ class Spec:
 
     def partition(self, name: str) -> Partition | None:
         return next((p for p in self.partitions if p.name == name), None)
+
+    def variable_store(self) -> Partition | None:
+        """The partition where U-Boot reads and writes ``ubootefi.var``: the first of EFI system type (MBR 0xef or
+        the GPT ESP GUID). The Raspberry Pi boot ROM ignores that type, so on a Pi it is a second partition."""
+        return next((p for p in self.partitions if p.mbr_type == 0xEF or p.gpt_type == ESP_GUID), None)

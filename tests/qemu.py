@@ -48,7 +48,9 @@ def x86_argv(image: Path, serial: Path, bootfile: str) -> list[str]:
     ]
 
 
-def virt_argv(image: Path, serial: Path, uboot: Path, bootfile: str) -> list[str]:
+def virt_argv(image: Path, serial: Path, uboot: Path, bootfile: str, *, snapshot: bool = True) -> list[str]:
+    """QEMU's arm64 virt machine with U-Boot standing in for a board's. ``snapshot=False`` lets the guest write the
+    image (U-Boot rewrites ubootefi.var)."""
     return [
         "qemu-system-aarch64",
         "-M",
@@ -59,7 +61,7 @@ def virt_argv(image: Path, serial: Path, uboot: Path, bootfile: str) -> list[str
         "512",
         "-bios",
         str(uboot),
-        "-snapshot",
+        *(["-snapshot"] if snapshot else []),
         "-drive",
         f"if=none,file={image},format=raw,id=d",
         "-device",

@@ -207,7 +207,14 @@ def test_inspect_explains_the_synthetic_image(built: tuple[Plan, Path, str]) -> 
     assert report.table == "gpt" and report.b2c_cache == 3
     assert [p.filesystem for p in report.partitions] == [None, "vfat", "ext4"]
     assert report.ipxe == [
-        {"partition": 2, "binary": "EFI/BOOT/BOOTAA64.EFI", "arch": "arm64", "version": "1.0-test", "script": "autoexec.ipxe"}
+        {
+            "partition": 2,
+            "binary": "EFI/BOOT/BOOTAA64.EFI",
+            "arch": "arm64",
+            "version": "1.0-test",
+            "script": "autoexec.ipxe",
+            "ntp": False,
+        }
     ]
 
 

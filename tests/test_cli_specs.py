@@ -164,7 +164,8 @@ def test_plan_json(runs: dict[str, Run]) -> None:
     assert (plan["name"], plan["table"], plan["sector_size"], plan["sectors"]) == ("rpi3bp", "mbr", 512, 2097152)
     assert plan["size"] == 1024 * 1024 * 1024
     assert (plan["first_usable_sector"], plan["last_usable_sector"]) == (1, 2097151)
-    boot, cache = plan["partitions"]
+    boot, variables, cache = plan["partitions"]
+    assert (variables["type"], variables["label"], variables["filesystem"]) == ("ef", "EFIVARS", "vfat")
     assert (boot["start_sector"], boot["sectors"], boot["offset"], boot["type"]) == (8192, 524288, 4 * 1024 * 1024, "0c")
     assert boot["fat"] == {
         "bits": 32,
@@ -178,8 +179,8 @@ def test_plan_json(runs: dict[str, Run]) -> None:
         "hidden_sectors": 8192,
     }
     assert {f["dest"] for f in boot["files"]} >= {"bootcode.bin", "config.txt", "u-boot.bin", "EFI/BOOT/BOOTAA64.EFI"}
-    assert (cache["start_sector"], cache["sectors"], cache["label"]) == (532480, 1564672, "B2C_CACHE")
-    assert cache["ext4"]["blocks"] == 195584
+    assert (cache["start_sector"], cache["sectors"], cache["label"]) == (540672, 1556480, "B2C_CACHE")
+    assert cache["ext4"]["blocks"] == 194560
     assert plan["raw"] == []
 
 

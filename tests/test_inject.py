@@ -114,7 +114,7 @@ def test_inject_into_the_rpi3bp_base_uses_the_uboot_safe_script(
     )
     report = inspect_image(out)
     assert report.ipxe[0]["binary"] == "EFI/BOOT/BOOTAA64.EFI" and report.ipxe[0]["script"] == "autoexec.ipxe"
-    assert report.findings == [] and report.b2c_cache == 2
+    assert report.findings == [] and report.b2c_cache == 3
     with fat_of(out) as reader:
         script = reader.read("autoexec.ipxe").decode()
     assert "U-Boot form" in script and "\nsleep" not in script
@@ -184,6 +184,7 @@ def test_inject_into_a_vendor_image_found_without_a_spec(platform_images: dict[s
             "arch": "x86_64",
             "version": "1.21.1+git20250501.dad20602+dfsg-1",
             "script": "autoexec.ipxe",
+            "ntp": False,
         }
     ]
     with out.open("rb") as f:

@@ -55,16 +55,23 @@ def test_raspberry_pi_layout(platform: str) -> None:
     assert plan.table == "mbr"
     # disk.size 1GiB = 2097152 sectors; an MBR uses sector 0 only, so sectors 1..2097151 are usable.
     assert (plan.total_sectors, plan.first_usable, plan.last_usable) == (2097152, 1, 2097151)
-    boot, cache = plan.partitions
+    boot, variables, cache = plan.partitions
     # alignment 4MiB = 8192 sectors: the first aligned start at or after sector 1 is 8192.
     # boot is 256MiB = 524288 sectors, so it ends at 8192 + 524288 - 1 = 532479.
     assert (boot.start, boot.sectors, boot.type_code, boot.bootable) == (8192, 524288, "0c", True)
-    # The cache starts right after: 532480 = 65 * 8192 (already aligned). "rest" runs to the last usable
-    # sector rounded down to the alignment: (2097151 + 1 - 532480) = 1564672 = 191 * 8192 exactly.
-    assert (cache.start, cache.sectors, cache.type_code) == (532480, 1564672, "83")
+    # U-Boot's EFI system partition (ubootefi.var) starts right after: 532480 = 65 * 8192, 4MiB = 8192 sectors.
+    assert (variables.start, variables.sectors, variables.type_code, variables.label) == (532480, 8192, "ef", "EFIVARS")
+    # FAT16 here: 1KiB clusters (fatgen103 for <= 16MiB) would give under 4085 clusters, so 512 B; 1 reserved sector,
+    # 512 root entries (32 sectors); with F sectors per FAT, clusters = 8192 - 1 - 32 - 2F and
+    # ceil((clusters + 2) * 2 / 512) <= F  ->  516F >= 16322  ->  F = 32, clusters = 8159 - 64 = 8095 (>= 4085).
+    assert variables.fat is not None
+    assert (variables.fat.bits, variables.fat.fat_sectors, variables.fat.clusters) == (16, 32, 8095)
+    # The cache starts at 540672 = 66 * 8192. "rest" runs to the last usable sector rounded down to the alignment:
+    # (2097151 + 1 - 540672) = 1556480 = 190 * 8192 exactly.
+    assert (cache.start, cache.sectors, cache.type_code) == (540672, 1556480, "83")
     assert cache.start + cache.sectors == plan.total_sectors
-    # ext4 with 4KiB blocks: 1564672 * 512 / 4096 = 195584 blocks.
-    assert cache.ext4 is not None and (cache.ext4.blocks, cache.ext4.block_size) == (195584, 4096)
+    # ext4 with 4KiB blocks: 1556480 * 512 / 4096 = 194560 blocks.
+    assert cache.ext4 is not None and (cache.ext4.blocks, cache.ext4.block_size) == (194560, 4096)
     assert cache.label == "B2C_CACHE"
     # FAT32 (fat: 32) on 524288 sectors = 256MiB <= 260MiB, so 1 sector per cluster (fatgen103 table).
     # 32 reserved sectors, no fixed root directory: 524288 - 32 = 524256 sectors for 2 FATs + clusters.

@@ -57,10 +57,12 @@ def test_filesystems_are_clean_and_b2c_cache_is_found(platform_images: dict[str,
     image = platform_images[name].image
     parts = sfdisk_json(image)["partitions"]
     assert isinstance(parts, list)
-    boot = _extract(image, parts[0]["start"], parts[0]["size"], tmp_path / "boot.img")
-    check = subprocess.run(["fsck.vfat", "-n", str(boot)], capture_output=True, text=True)
-    assert check.returncode == 0 and "differ" not in check.stdout, check.stdout + check.stderr
-    cache = _extract(image, parts[1]["start"], parts[1]["size"], tmp_path / "cache.img")
+    *fats, last = parts
+    for n, part in enumerate(fats):  # every partition before the cache is a FAT (firmware, ESP, U-Boot's variables)
+        fat = _extract(image, part["start"], part["size"], tmp_path / f"fat{n}.img")
+        check = subprocess.run(["fsck.vfat", "-n", str(fat)], capture_output=True, text=True)
+        assert check.returncode == 0 and "differ" not in check.stdout, check.stdout + check.stderr
+    cache = _extract(image, last["start"], last["size"], tmp_path / "cache.img")
     check = subprocess.run(["e2fsck", "-fn", str(cache)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     probe = subprocess.run(["blkid", "-p", "-o", "export", str(cache)], capture_output=True, text=True, check=True)
@@ -139,12 +141,20 @@ def test_inspect_recognises_each_platform(platform_images: dict[str, Built]) -> 
     x86 = reports["x86-uefi"]
     assert (x86.table, x86.b2c_cache, x86.findings) == ("gpt", 2, [])
     assert x86.ipxe == [
-        {"partition": 1, "binary": "EFI/BOOT/BOOTX64.EFI", "arch": "x86_64", "version": version, "script": "autoexec.ipxe"}
+        {
+            "partition": 1,
+            "binary": "EFI/BOOT/BOOTX64.EFI",
+            "arch": "x86_64",
+            "version": version,
+            "script": "autoexec.ipxe",
+            "ntp": False,
+        }
     ]
     for name, board, dtb in (("rpi3bp", "pi0-3", "bcm2837-rpi-3-b-plus.dtb"), ("rpi4", "pi4", "bcm2711-rpi-4-b.dtb")):
         report = reports[name]
-        assert (report.table, report.b2c_cache, report.findings) == ("mbr", 2, [])
+        assert (report.table, report.b2c_cache, report.findings, report.trust) == ("mbr", 3, [], [])
         assert report.partitions[0].type == "0c" and report.partitions[0].bootable
+        assert (report.partitions[1].type, report.partitions[1].filesystem) == ("ef", "vfat")  # U-Boot's variables
         assert report.ipxe[0]["binary"] == "EFI/BOOT/BOOTAA64.EFI" and report.ipxe[0]["version"] == version
         assert f"Raspberry Pi firmware for {board} on partition 1" in report.chain
         assert "config.txt: kernel=u-boot.bin, arm_64bit" in report.chain
